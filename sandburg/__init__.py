@@ -1,0 +1,112 @@
+"""sandburg: self-hosted sandboxes for AI agents — the Python SDK.
+
+```python
+from sandburg import Sandburg
+
+with Sandburg() as sb:                       # SANDBURG_API_URL / SANDBURG_API_KEY, else credentials.json
+    box = sb.create(isolation="gvisor", cpu=2, memory="4GiB")
+    r = box.process.exec("echo hi", cwd="/workspace", timeout=10)
+    print(r.exit_code, r.stdout)
+    box.delete()
+```
+
+Only the names in ``__all__`` are public; the ``_``-prefixed modules may change without notice. Importing
+this package never imports the server or the node runtime.
+"""
+
+from ._client import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, FileSystem, Process, Sandbox, Sandburg
+from ._config import ClientConfig, resolve_config
+from ._core import parse_size_mib
+from ._errors import (
+    AgentUnavailableError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    CredentialsNotFoundError,
+    DiskQuotaExceededError,
+    ExecTimeoutError,
+    FileAccessDeniedError,
+    FileExistsInSandboxError,
+    FileNotFoundInSandboxError,
+    ImageNotFoundError,
+    InvalidPathError,
+    InvalidResourcesError,
+    NotFoundError,
+    NotSupportedError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    SandboxBusyError,
+    SandboxNameConflictError,
+    SandboxNotFoundError,
+    SandboxNotRunningError,
+    SandburgConnectionError,
+    SandburgError,
+    SandburgTimeoutError,
+    ServerError,
+    UnexpectedResponseError,
+    UnprocessableError,
+)
+from ._models import ExecResult, FileInfo, HealthInfo, SandboxInfo, SandboxState, UploadResult
+from ._version import __version__ as __version__  # the package version, e.g. "0.1.0"
+
+__all__ = [
+    "DEFAULT_CREATE_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "APIError",
+    "AgentUnavailableError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientConfig",
+    "ConfigurationError",
+    "ConflictError",
+    "CredentialsNotFoundError",
+    "DiskQuotaExceededError",
+    "ExecResult",
+    "ExecTimeoutError",
+    "FileAccessDeniedError",
+    "FileExistsInSandboxError",
+    "FileInfo",
+    "FileNotFoundInSandboxError",
+    "FileSystem",
+    "HealthInfo",
+    "ImageNotFoundError",
+    "InvalidPathError",
+    "InvalidResourcesError",
+    "NotFoundError",
+    "NotSupportedError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "Process",
+    "RateLimitError",
+    "Sandbox",
+    "SandboxBusyError",
+    "SandboxInfo",
+    "SandboxNameConflictError",
+    "SandboxNotFoundError",
+    "SandboxNotRunningError",
+    "SandboxState",
+    "Sandburg",
+    "SandburgConnectionError",
+    "SandburgError",
+    "SandburgTimeoutError",
+    "ServerError",
+    "UnexpectedResponseError",
+    "UnprocessableError",
+    "UploadResult",
+    "parse_size_mib",
+    "resolve_config",
+]
+
+# Present public names as members of the package (httpx does the same), so reprs and docs say
+# `sandburg.Sandbox` rather than the private module they happen to live in.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("sandburg._"):
+        try:
+            _obj.__module__ = "sandburg"
+        except (AttributeError, TypeError):  # pragma: no cover - constants have no writable __module__
+            pass
+del _name, _obj

@@ -1,0 +1,333 @@
+"""The synchronous client: a thin I/O shell over ``sandburg._core`` and ``httpx.Client``."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final
+
+import httpx
+
+from . import _core as core
+from ._config import resolve_config
+from ._models import (
+    ExecResult,
+    FileInfo,
+    HealthInfo,
+    SandboxInfo,
+    SandboxState,
+    UploadResult,
+    file_list_from_json,
+    labels_from_json,
+)
+from ._version import __version__
+
+__all__ = ["DEFAULT_CREATE_TIMEOUT", "DEFAULT_TIMEOUT", "FileSystem", "Process", "Sandbox", "Sandburg"]
+
+DEFAULT_TIMEOUT: Final = 60.0
+"""Seconds the client waits for a connection and for each read or write of an ordinary request."""
+
+DEFAULT_CREATE_TIMEOUT: Final = 300.0
+"""Seconds :meth:`Sandburg.create` and :meth:`Sandbox.start` wait: both answer once the sandbox runs."""
+
+_CHUNK: Final = 1 << 20
+
+UploadData = bytes | bytearray | memoryview | IO[bytes]
+
+
+class Sandburg:
+    """A connection to a sandburg server.
+
+    ``api_url`` and ``api_key`` default to ``SANDBURG_API_URL`` / ``SANDBURG_API_KEY``, then to
+    ``$SANDBURG_DATA_DIR/credentials.json``, and the URL finally to ``http://127.0.0.1:3000/api``.
+    ``timeout`` (seconds, None for no limit) applies to ordinary requests; long calls take their own.
+    ``transport`` replaces httpx's network transport, e.g. with ``httpx.MockTransport`` in tests.
+    Use it as a context manager, or call :meth:`close`, to release its connections.
+    """
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        config = resolve_config(api_url, api_key)
+        self.api_url: str = config.api_url
+        """The resolved base URL, e.g. ``http://127.0.0.1:3000/api``."""
+        self._http = httpx.Client(
+            base_url=config.api_url,
+            headers=core.default_headers(config.api_key, __version__),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    # ---------------------------------------------------------------------------------------- plumbing
+
+    def _send(self, request: core.Request, upload: bytes | IO[bytes] | None = None) -> Any:
+        """Send ``request`` and return its decoded JSON answer, or raise the mapped error."""
+        files = None
+        if request.upload is not None and upload is not None:
+            field, filename = request.upload
+            files = {field: (filename, upload, "application/octet-stream")}
+        try:
+            response = self._http.request(
+                request.method,
+                request.path,
+                params=list(request.params) or None,
+                json=request.json,
+                files=files,
+                timeout=core.http_timeout(self._http.timeout, request.timeout),
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise core.error_from_transport(exc) from exc
+        core.raise_for_status(response.status_code, response.content)
+        return core.decode_json(response.status_code, response.content)
+
+    @contextmanager
+    def _stream(self, request: core.Request) -> Iterator[httpx.Response]:
+        """Send ``request`` and yield the successful answer unread, for streaming its body."""
+        try:
+            with self._http.stream(
+                request.method,
+                request.path,
+                params=list(request.params) or None,
+                timeout=core.http_timeout(self._http.timeout, request.timeout),
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    core.raise_for_status(response.status_code, response.content)
+                yield response
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise core.error_from_transport(exc) from exc
+
+    def _sandbox(self, data: Any) -> Sandbox:
+        return Sandbox(self, SandboxInfo.from_json(data))
+
+    # ------------------------------------------------------------------------------------------ public
+
+    def create(
+        self,
+        *,
+        name: str | None = None,
+        image: str | None = None,
+        isolation: str | None = None,
+        cpu: int | None = None,
+        memory: int | float | str | None = None,
+        disk: int | float | str | None = None,
+        env: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        timeout: float | None = DEFAULT_CREATE_TIMEOUT,
+    ) -> Sandbox:
+        """Create a sandbox and return it once it is ``started``.
+
+        ``isolation`` is ``"gvisor"`` (server default) or ``"container"``. ``memory`` and ``disk`` are GiB
+        when numbers, or strings such as ``"512MiB"`` / ``"4GiB"`` (see :func:`parse_size_mib`); omitted
+        values take the server's defaults. ``timeout`` is how long to wait for the server, in seconds.
+        Raises ``ValueError`` for a malformed size before anything is sent.
+        """
+        request = core.create_request(
+            name=name,
+            image=image,
+            isolation=isolation,
+            cpu=cpu,
+            memory=memory,
+            disk=disk,
+            env=env,
+            labels=labels,
+            timeout=timeout,
+        )
+        return self._sandbox(self._send(request))
+
+    def get(self, id_or_name: str) -> Sandbox:
+        """The sandbox with this id or name; raises :class:`SandboxNotFoundError` if there is none."""
+        return self._sandbox(self._send(core.get_request(id_or_name)))
+
+    def list(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        state: str | Iterable[str] | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> builtins.list[Sandbox]:
+        """Sandboxes matching every given filter, following the server's pages.
+
+        ``labels`` must all match; ``state`` is one state or several (any matches); ``limit`` caps the
+        number returned (default: all of them).
+        """
+        states = () if state is None else (state,) if isinstance(state, str) else tuple(state)
+        pager = core.SandboxPager(labels=labels, states=states, name=name, limit=limit)
+        while (request := pager.next_request()) is not None:
+            pager.feed(self._send(request))
+        return [Sandbox(self, info) for info in pager.items]
+
+    def health(self) -> HealthInfo:
+        """The server's health and version."""
+        return HealthInfo.from_json(self._send(core.health_request()))
+
+    def close(self) -> None:
+        """Close the underlying connections. The client cannot be used afterwards."""
+        self._http.close()
+
+    def __enter__(self) -> Sandburg:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Sandburg(api_url={self.api_url!r})"
+
+
+class Sandbox(SandboxInfo):
+    """A sandbox: its last known :class:`SandboxInfo` fields plus the operations on it.
+
+    Lifecycle calls update the fields in place from the server's answer; :meth:`refresh` re-reads them.
+    Run commands through :attr:`process` and move files through :attr:`fs`.
+    """
+
+    process: Process
+    """Runs commands in the sandbox."""
+    fs: FileSystem
+    """Reads and writes the sandbox's files."""
+
+    def __init__(self, client: Sandburg, info: SandboxInfo) -> None:
+        self._client = client
+        self._update(info)
+        self.process = Process(client, self)
+        self.fs = FileSystem(client, self)
+
+    def _update(self, info: SandboxInfo) -> None:
+        for name in SandboxInfo.__dataclass_fields__:
+            setattr(self, name, getattr(info, name))
+
+    def _apply(self, data: Any) -> None:
+        self._update(SandboxInfo.from_json(data))
+
+    def refresh(self) -> None:
+        """Re-read the sandbox's fields (state, labels, ...) from the server."""
+        self._apply(self._client._send(core.get_request(self.id)))
+
+    def start(self, *, timeout: float | None = DEFAULT_CREATE_TIMEOUT) -> None:
+        """Start a stopped sandbox and wait until it runs (a no-op if it is already started)."""
+        self._apply(self._client._send(core.start_request(self.id, timeout)))
+
+    def stop(self) -> None:
+        """Stop the sandbox; its files are kept (a no-op if it is already stopped)."""
+        self._apply(self._client._send(core.stop_request(self.id)))
+
+    def delete(self) -> None:
+        """Destroy the sandbox and its files; afterwards :attr:`state` is ``"destroyed"``."""
+        self._apply(self._client._send(core.delete_request(self.id)))
+
+    def set_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """Replace all of the sandbox's labels and return the labels the server stored."""
+        self.labels = labels_from_json(self._client._send(core.set_labels_request(self.id, labels)))
+        return self.labels
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the last known state is ``started``."""
+        return self.state == SandboxState.STARTED
+
+
+class Process:
+    """Runs commands in a sandbox (``sandbox.process``)."""
+
+    def __init__(self, client: Sandburg, sandbox: SandboxInfo) -> None:
+        self._client, self._sandbox = client, sandbox
+
+    def exec(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run a shell command line and wait for it to finish.
+
+        ``cwd`` defaults to the sandbox's working directory, ``env`` adds variables to the sandbox's.
+        After ``timeout`` seconds the server kills the command and :class:`ExecTimeoutError` is raised;
+        without one, the server's own limit applies. A non-zero exit code is not an error: check
+        :attr:`ExecResult.exit_code`.
+        """
+        request = core.exec_request(self._sandbox.id, command, cwd=cwd, env=env, timeout=timeout)
+        return ExecResult.from_json(self._client._send(request))
+
+
+class FileSystem:
+    """Reads and writes files in a sandbox (``sandbox.fs``). Paths are absolute paths inside it."""
+
+    def __init__(self, client: Sandburg, sandbox: SandboxInfo) -> None:
+        self._client, self._sandbox = client, sandbox
+
+    def upload_file(self, data: UploadData, remote_path: str) -> UploadResult:
+        """Write ``data`` to the file ``remote_path`` in the sandbox.
+
+        ``data`` is bytes or a binary file object, which is streamed from its beginning. To send a
+        local file by name use :meth:`upload_local`.
+        """
+        if isinstance(data, str | os.PathLike):
+            raise TypeError("upload_file takes bytes or a binary file; use upload_local() for a local path")
+        if isinstance(data, io.TextIOBase):
+            raise TypeError("upload_file needs a file opened in binary mode ('rb')")
+        if isinstance(data, bytearray | memoryview):
+            data = bytes(data)
+        request = core.upload_request(self._sandbox.id, remote_path)
+        return UploadResult.from_json(self._client._send(request, upload=data))
+
+    def upload_local(self, local_path: str | os.PathLike[str], remote_path: str) -> UploadResult:
+        """Stream the local file ``local_path`` to ``remote_path`` in the sandbox."""
+        with open(local_path, "rb") as f:
+            return self.upload_file(f, remote_path)
+
+    def download_file(self, remote_path: str) -> bytes:
+        """The whole content of ``remote_path``; prefer :meth:`download_to` for large files."""
+        with self._client._stream(core.download_request(self._sandbox.id, remote_path)) as response:
+            return response.read()
+
+    def download_to(self, remote_path: str, local_path: str | os.PathLike[str]) -> int:
+        """Stream ``remote_path`` into the local file ``local_path`` and return the number of bytes.
+
+        The data goes to a temporary file next to ``local_path``, renamed into place once complete, so a
+        failed download never leaves a truncated file behind.
+        """
+        target = Path(local_path)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            written = 0
+            with os.fdopen(fd, "wb") as out:
+                request = core.download_request(self._sandbox.id, remote_path)
+                with self._client._stream(request) as response:
+                    for chunk in response.iter_bytes(_CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+            # mkstemp makes the file 0600; give it what an ordinary download would get
+            os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return written
+
+    def list(self, path: str) -> builtins.list[FileInfo]:
+        """The entries of the directory ``path``."""
+        return file_list_from_json(self._client._send(core.list_files_request(self._sandbox.id, path)))
+
+    def info(self, path: str) -> FileInfo:
+        """Details of the file or directory ``path``; raises :class:`FileNotFoundInSandboxError`."""
+        return FileInfo.from_json(self._client._send(core.file_info_request(self._sandbox.id, path)))

@@ -1,0 +1,391 @@
+"""The I/O-free half of the SDK, shared by the sync client and the (future) async one.
+
+It turns calls into :class:`Request` values, answer bodies into JSON for the models' ``from_json``
+(``sandburg._models``), and error answers or transport failures into the exception tree of
+``sandburg._errors``. Nothing here opens a socket or a file: the clients only send the :class:`Request`
+and hand the status and body back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from http import HTTPStatus
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+
+from ._errors import (
+    APIError,
+    ConfigurationError,
+    SandburgConnectionError,
+    SandburgError,
+    SandburgTimeoutError,
+    UnexpectedResponseError,
+    error_class,
+)
+from ._models import SandboxInfo
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+class _UseClientDefault:
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT: Final = _UseClientDefault()
+"""Marks a :class:`Request` whose read timeout is the client's default."""
+
+Timeout = float | None | _UseClientDefault
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP call, relative to the API base URL (``path`` starts with ``/``).
+
+    ``timeout`` overrides the client's read timeout (None: wait forever). ``stream`` asks the client not to
+    read the body up front. ``upload`` names the multipart field and file name whose content the client
+    supplies (the core never touches the data, so it can be streamed).
+    """
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    json: Any = None
+    timeout: Timeout = USE_CLIENT_DEFAULT
+    stream: bool = False
+    upload: tuple[str, str] | None = None
+
+
+def default_headers(api_key: str, sdk_version: str) -> dict[str, str]:
+    """The headers sent on every request."""
+    return {
+        "Authorization": f"Bearer {api_key}",
+        "User-Agent": f"sandburg-python/{sdk_version}",
+        "Accept": "application/json",
+    }
+
+
+def http_timeout(default: httpx.Timeout, override: Timeout) -> httpx.Timeout:
+    """The httpx timeout for a request: the client's, with the read timeout replaced if asked."""
+    if isinstance(override, _UseClientDefault):
+        return default
+    return httpx.Timeout(connect=default.connect, read=override, write=default.write, pool=default.pool)
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
+# Binary units throughout, as Docker does: "4G", "4GB" and "4GiB" all mean 4096 MiB.
+_UNIT_MIB: Final = {
+    "": 1024,
+    "g": 1024,
+    "gb": 1024,
+    "gi": 1024,
+    "gib": 1024,
+    "m": 1,
+    "mb": 1,
+    "mi": 1,
+    "mib": 1,
+}
+_UNIT_MIB.update({"t": 1024**2, "tb": 1024**2, "ti": 1024**2, "tib": 1024**2})
+
+
+def parse_size_mib(value: int | float | str) -> int:
+    """Convert a memory or disk size to whole MiB.
+
+    Numbers are GiB (``4`` → 4096, ``1.5`` → 1536). Strings are a number with an optional unit, case
+    insensitive: ``M``/``MB``/``MiB``, ``G``/``GB``/``GiB`` (the default), ``T``/``TB``/``TiB``, all binary
+    (1G = 1024 MiB), e.g. ``"512MiB"``, ``"4GiB"``, ``"1.5GiB"``, ``"10G"``, ``"100M"``.
+    Raises ``ValueError`` for anything else, for zero, and for sizes that are not a whole number of MiB.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"invalid size {value!r}: expected a number of GiB or a string such as '4GiB'")
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        unit = match.group(2).lower() if match else ""
+        if match is None or unit not in _UNIT_MIB:
+            raise ValueError(
+                f"invalid size {value!r}: expected a number with an optional unit "
+                "(M, MiB, G, GiB, T, TiB; default GiB), e.g. '512MiB', '4GiB', '1.5GiB', '10G'"
+            )
+        number, factor = match.group(1), _UNIT_MIB[unit]
+    else:
+        number, factor = str(value), 1024
+    try:
+        mib = Decimal(number) * factor
+    except InvalidOperation as exc:
+        raise ValueError(f"invalid size {value!r}: not a number") from exc
+    if not mib.is_finite():  # float nan / inf; the string pattern already refuses them
+        raise ValueError(f"invalid size {value!r}: not a finite number")
+    if mib <= 0:
+        raise ValueError(f"invalid size {value!r}: must be greater than zero")
+    if mib != mib.to_integral_value():
+        raise ValueError(f"invalid size {value!r}: is {mib} MiB, not a whole number of MiB")
+    return int(mib)
+
+
+def _seg(value: str) -> str:
+    """One URL path segment; an empty id would silently address the collection instead."""
+    if not value:
+        raise ValueError("a sandbox id or name must not be empty")
+    return quote(value, safe="")
+
+
+def _str_map(name: str, value: Mapping[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    out = dict(value)
+    for k, v in out.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(f"{name} keys and values must be str, got {k!r}: {v!r}")
+    return out
+
+
+def create_request(
+    *,
+    name: str | None = None,
+    image: str | None = None,
+    isolation: str | None = None,
+    cpu: int | None = None,
+    memory: int | float | str | None = None,
+    disk: int | float | str | None = None,
+    env: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Request:
+    """``POST /sandbox``; memory and disk go on the wire as exact ``memoryMiB`` / ``diskMiB``."""
+    body: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "isolation": isolation,
+        "cpu": cpu,
+        "memoryMiB": None if memory is None else parse_size_mib(memory),
+        "diskMiB": None if disk is None else parse_size_mib(disk),
+        "env": _str_map("env", env),
+        "labels": _str_map("labels", labels),
+    }
+    return Request("POST", "/sandbox", json={k: v for k, v in body.items() if v is not None}, timeout=timeout)
+
+
+def list_request(
+    *,
+    labels: Mapping[str, str] | None = None,
+    states: Iterable[str] = (),
+    name: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Request:
+    """One page of ``GET /sandbox`` (``labels`` is sent as a JSON object, ``states`` repeated)."""
+    params: list[tuple[str, str]] = []
+    if labels:
+        params.append(
+            ("labels", json.dumps(_str_map("labels", labels), separators=(",", ":"), sort_keys=True))
+        )
+    params.extend(("states", str(s)) for s in states)
+    if name is not None:
+        params.append(("name", name))
+    if limit is not None:
+        params.append(("limit", str(limit)))
+    if cursor is not None:
+        params.append(("cursor", cursor))
+    return Request("GET", "/sandbox", params=tuple(params))
+
+
+def get_request(id_or_name: str) -> Request:
+    """``GET /sandbox/{idOrName}``."""
+    return Request("GET", f"/sandbox/{_seg(id_or_name)}")
+
+
+def delete_request(id_or_name: str) -> Request:
+    """``DELETE /sandbox/{idOrName}``."""
+    return Request("DELETE", f"/sandbox/{_seg(id_or_name)}")
+
+
+def start_request(id_or_name: str, timeout: float | None) -> Request:
+    """``POST /sandbox/{idOrName}/start``."""
+    return Request("POST", f"/sandbox/{_seg(id_or_name)}/start", timeout=timeout)
+
+
+def stop_request(id_or_name: str) -> Request:
+    """``POST /sandbox/{idOrName}/stop``."""
+    return Request("POST", f"/sandbox/{_seg(id_or_name)}/stop")
+
+
+def set_labels_request(id_or_name: str, labels: Mapping[str, str]) -> Request:
+    """``PUT /sandbox/{idOrName}/labels`` (replaces all labels)."""
+    return Request("PUT", f"/sandbox/{_seg(id_or_name)}/labels", json={"labels": _str_map("labels", labels)})
+
+
+EXEC_TIMEOUT_MARGIN: Final = 10.0
+"""Seconds the HTTP read timeout exceeds an exec ``timeout``, so the server's 408 arrives first."""
+
+
+def exec_request(
+    sandbox_id: str,
+    command: str,
+    *,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Request:
+    """``POST /toolbox/{id}/process/execute``. Without ``timeout`` the client waits as long as the server."""
+    if not isinstance(command, str):
+        raise TypeError(f"command must be a str (a shell command line), got {type(command).__name__}")
+    body: dict[str, Any] = {"command": command}
+    if cwd is not None:
+        body["cwd"] = cwd
+    if env is not None:
+        body["envs"] = _str_map("env", env)
+    if timeout is not None:
+        body["timeout"] = timeout
+    read = None if timeout is None else timeout + EXEC_TIMEOUT_MARGIN
+    return Request("POST", f"/toolbox/{_seg(sandbox_id)}/process/execute", json=body, timeout=read)
+
+
+def _file_request(method: str, sandbox_id: str, suffix: str, path: str, **kw: Any) -> Request:
+    if not path:
+        raise ValueError("a sandbox path must not be empty")
+    return Request(method, f"/toolbox/{_seg(sandbox_id)}/files{suffix}", params=(("path", path),), **kw)
+
+
+def list_files_request(sandbox_id: str, path: str) -> Request:
+    """``GET /toolbox/{id}/files?path=``."""
+    return _file_request("GET", sandbox_id, "", path)
+
+
+def file_info_request(sandbox_id: str, path: str) -> Request:
+    """``GET /toolbox/{id}/files/info?path=``."""
+    return _file_request("GET", sandbox_id, "/info", path)
+
+
+def download_request(sandbox_id: str, path: str) -> Request:
+    """``GET /toolbox/{id}/files/download?path=``, streamed."""
+    return _file_request("GET", sandbox_id, "/download", path, stream=True)
+
+
+def upload_request(sandbox_id: str, path: str) -> Request:
+    """``POST /toolbox/{id}/files/upload?path=`` with multipart field ``file``."""
+    return _file_request(
+        "POST", sandbox_id, "/upload", path, upload=("file", path.rstrip("/").rsplit("/", 1)[-1])
+    )
+
+
+def health_request() -> Request:
+    """``GET /health``."""
+    return Request("GET", "/health")
+
+
+class SandboxPager:
+    """Follows ``nextCursor`` for ``GET /sandbox`` until the server or ``limit`` says stop.
+
+    Use: ``while (req := pager.next_request()) is not None: pager.feed(<decoded JSON answer>)``, then read
+    ``pager.items``.
+    """
+
+    PAGE_MAX: Final = 1000
+
+    def __init__(
+        self,
+        *,
+        labels: Mapping[str, str] | None = None,
+        states: Iterable[str] = (),
+        name: str | None = None,
+        limit: int | None = None,
+    ) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._labels, self._states, self._name, self._limit = labels, tuple(states), name, limit
+        self._cursor: str | None = None
+        self._seen: set[str] = set()
+        self._done = False
+        self.items: list[SandboxInfo] = []
+
+    def next_request(self) -> Request | None:
+        """The request for the next page, or None when all pages are in."""
+        if self._done:
+            return None
+        page = None if self._limit is None else min(self._limit - len(self.items), self.PAGE_MAX)
+        return list_request(
+            labels=self._labels, states=self._states, name=self._name, limit=page, cursor=self._cursor
+        )
+
+    def feed(self, data: Any) -> None:
+        """Take in one decoded page ``{"items": [...], "nextCursor": ...}``."""
+        if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+            raise UnexpectedResponseError("expected {'items': [...], 'nextCursor': ...}", body=data)
+        self.items.extend(SandboxInfo.from_json(item) for item in data["items"])
+        cursor = data.get("nextCursor")
+        if self._limit is not None and len(self.items) >= self._limit:
+            del self.items[self._limit :]
+            self._done = True
+        # a cursor seen before would loop forever: treat it as the end
+        elif not isinstance(cursor, str) or not cursor or cursor in self._seen:
+            self._done = True
+        else:
+            self._seen.add(cursor)
+            self._cursor = cursor
+
+
+# --------------------------------------------------------------------------------------------- responses
+
+
+def decode_json(status_code: int, content: bytes) -> Any:
+    """The JSON body of a successful answer."""
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        text = content[:200].decode("utf-8", "replace")
+        raise UnexpectedResponseError(
+            f"expected a JSON answer, got {text!r}", status_code=status_code, body=text
+        ) from exc
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def error_from_response(status_code: int, content: bytes) -> APIError:
+    """Build the exception for an error answer from its status and raw body (JSON or not)."""
+    body: Any = None
+    text = content.decode("utf-8", "replace").strip()
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:
+        body = text
+    code = message = None
+    if isinstance(body, dict):
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        raw = body.get("message")
+        message = "; ".join(map(str, raw)) if isinstance(raw, list) else raw if isinstance(raw, str) else None
+    if not message:
+        try:
+            message = f"{status_code} {HTTPStatus(status_code).phrase}"
+        except ValueError:
+            message = f"HTTP {status_code}"
+        # a proxy's plain-text explanation helps; its HTML page doesn't
+        if text and not isinstance(body, dict) and not text.startswith("<"):
+            message += f": {text[:200]}"
+    return error_class(status_code, code)(status_code, code or f"HTTP_{status_code}", message, body)
+
+
+def raise_for_status(status_code: int, content: bytes) -> None:
+    """Raise the mapped :class:`APIError` unless the status is 2xx."""
+    if not 200 <= status_code < 300:
+        raise error_from_response(status_code, content)
+
+
+def error_from_transport(exc: httpx.HTTPError | httpx.InvalidURL) -> SandburgError:
+    """Translate an httpx failure (no usable answer) into the SDK's tree; raise it ``from exc``."""
+    try:
+        where = f" ({exc.request.method} {exc.request.url})" if isinstance(exc, httpx.RequestError) else ""
+    except RuntimeError:  # the exception was raised before a request existed
+        where = ""
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return ConfigurationError(f"invalid API URL: {detail}")
+    if isinstance(exc, httpx.TimeoutException):
+        return SandburgTimeoutError(f"request timed out{where}: {detail}")
+    return SandburgConnectionError(f"could not reach the sandburg server{where}: {detail}")

@@ -1,0 +1,333 @@
+"""The SDK's exceptions: one tree, rooted at :class:`SandburgError`.
+
+```
+SandburgError
+├── ConfigurationError                  client-side: bad or missing settings
+│   └── CredentialsNotFoundError        no API key in the args, the env or credentials.json
+├── SandburgConnectionError             transport failure: refused, reset, DNS, TLS, ...
+│   └── SandburgTimeoutError            ... or an HTTP timeout (also a builtin TimeoutError)
+├── UnexpectedResponseError             a 2xx answer the SDK cannot parse
+└── APIError                            the server answered an error (status_code, code, message, body)
+    ├── BadRequestError                 400
+    │   └── InvalidPathError            INVALID_FILE_PATH, NOT_A_DIRECTORY, IS_A_DIRECTORY
+    ├── AuthenticationError             401
+    ├── PermissionDeniedError           403
+    │   └── FileAccessDeniedError       FILE_ACCESS_DENIED
+    ├── NotFoundError                   404
+    │   ├── SandboxNotFoundError        SANDBOX_NOT_FOUND
+    │   ├── ImageNotFoundError          IMAGE_NOT_FOUND
+    │   └── FileNotFoundInSandboxError  FILE_NOT_FOUND
+    ├── ExecTimeoutError                408 PROCESS_EXECUTION_TIMEOUT (also a builtin TimeoutError)
+    ├── ConflictError                   409
+    │   ├── SandboxNameConflictError    SANDBOX_NAME_CONFLICT
+    │   ├── SandboxNotRunningError      SANDBOX_NOT_RUNNING
+    │   ├── SandboxBusyError            SANDBOX_BUSY
+    │   └── FileExistsInSandboxError    FILE_EXISTS
+    ├── PayloadTooLargeError            413
+    ├── UnprocessableError              422
+    │   └── InvalidResourcesError       INVALID_RESOURCES
+    ├── RateLimitError                  429
+    ├── DiskQuotaExceededError          507 DISK_QUOTA_EXCEEDED  } 5xx, but retrying can't help, so they
+    ├── NotSupportedError               501 NOT_IMPLEMENTED      } are deliberately not ServerErrors
+    └── ServerError                     5xx
+        └── AgentUnavailableError       AGENT_UNAVAILABLE
+```
+
+Which class an error answer becomes: :func:`error_class`, by ``code`` first (:data:`CODE_ERRORS`), then by
+status (:data:`STATUS_ERRORS`, and any other 5xx is a :class:`ServerError`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ._codes import ErrorCode
+
+__all__ = [
+    "CODE_ERRORS",
+    "STATUS_ERRORS",
+    "APIError",
+    "AgentUnavailableError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "CredentialsNotFoundError",
+    "DiskQuotaExceededError",
+    "error_class",
+    "ExecTimeoutError",
+    "FileAccessDeniedError",
+    "FileExistsInSandboxError",
+    "FileNotFoundInSandboxError",
+    "ImageNotFoundError",
+    "InvalidPathError",
+    "InvalidResourcesError",
+    "NotFoundError",
+    "NotSupportedError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "SandboxBusyError",
+    "SandboxNameConflictError",
+    "SandboxNotFoundError",
+    "SandboxNotRunningError",
+    "SandburgConnectionError",
+    "SandburgError",
+    "SandburgTimeoutError",
+    "ServerError",
+    "UnexpectedResponseError",
+    "UnprocessableError",
+]
+
+
+class SandburgError(Exception):
+    """Root of every exception the SDK raises.
+
+    ``message`` is the human-readable text; ``code`` is a stable machine-readable code (the server's code
+    for :class:`APIError`, a client-side code such as ``CONNECTION_ERROR`` otherwise).
+    """
+
+    code: str = "SANDBURG_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[SandburgError], args: tuple[Any, ...], kwargs: dict[str, Any]) -> SandburgError:
+    """Unpickle an error whose constructor takes more than the message (multiprocessing, pytest-xdist)."""
+    return cls(*args, **kwargs)
+
+
+class ConfigurationError(SandburgError):
+    """The client's settings are missing or invalid (raised before any request is sent)."""
+
+    code = "CONFIGURATION_ERROR"
+
+
+class CredentialsNotFoundError(ConfigurationError):
+    """No API key was given, found in ``SANDBURG_API_KEY``, or found in ``credentials.json``."""
+
+    code = "CREDENTIALS_NOT_FOUND"
+
+
+class SandburgConnectionError(SandburgError):
+    """The request did not get an HTTP answer: connection refused or reset, DNS or TLS failure, ..."""
+
+    code = "CONNECTION_ERROR"
+
+
+class SandburgTimeoutError(SandburgConnectionError, TimeoutError):
+    """The HTTP request timed out on the client side (connect, read, write or pool timeout)."""
+
+    code = "CLIENT_TIMEOUT"
+
+
+class UnexpectedResponseError(SandburgError):
+    """The server answered with a success status but a body the SDK cannot understand."""
+
+    code = "UNEXPECTED_RESPONSE"
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), (self.message,), {"status_code": self.status_code, "body": self.body})
+
+
+class APIError(SandburgError):
+    """The server answered with an error status.
+
+    Attributes: ``status_code`` (HTTP status), ``code`` (stable code from ``sandburg._codes``, or
+    ``HTTP_<status>`` when the answer had none), ``message`` and ``body`` (the decoded JSON answer, or its text
+    when it was not JSON).
+    """
+
+    def __init__(self, status_code: int, code: str, message: str, body: Any = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.body = body
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the default rebuilds from self.args == (message,), which doesn't fit this signature
+        return _rebuild, (type(self), (self.status_code, self.code, self.message, self.body), {})
+
+    @property
+    def details(self) -> list[Any]:
+        """The ``details`` list of a validation error (``[{"loc": [...], "msg": ...}]``), else ``[]``."""
+        if isinstance(self.body, dict):
+            details = self.body.get("details")
+            if isinstance(details, list):
+                return details
+        return []
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code}, code={self.code!r}, message={self.message!r})"
+
+
+class BadRequestError(APIError):
+    """400: the request is malformed or fails validation (see :attr:`APIError.details`)."""
+
+
+class InvalidPathError(BadRequestError):
+    """400: a sandbox path is invalid, or is not (or is) a directory where the operation needs it."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing, unknown or revoked."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the key is valid but not allowed to do this."""
+
+
+class FileAccessDeniedError(PermissionDeniedError):
+    """403: the in-sandbox file system refused access to a path."""
+
+
+class NotFoundError(APIError):
+    """404: the resource does not exist."""
+
+
+class SandboxNotFoundError(NotFoundError):
+    """404: no sandbox has this id or name (in your organization)."""
+
+
+class ImageNotFoundError(NotFoundError):
+    """404: the requested image is not available on the server."""
+
+
+class FileNotFoundInSandboxError(NotFoundError):
+    """404: the path does not exist inside the sandbox."""
+
+
+class ExecTimeoutError(APIError, TimeoutError):
+    """408: the command ran past its ``timeout`` and was killed by the server.
+
+    :attr:`stdout` / :attr:`stderr` hold the output it wrote before that, when the server sent it.
+    """
+
+    def _output(self, key: str) -> str:
+        value = self.body.get(key) if isinstance(self.body, dict) else None
+        return value if isinstance(value, str) else ""
+
+    @property
+    def stdout(self) -> str:
+        """What the command wrote to stdout before it was killed ("" if the server did not say)."""
+        return self._output("stdout")
+
+    @property
+    def stderr(self) -> str:
+        """What the command wrote to stderr before it was killed ("" if the server did not say)."""
+        return self._output("stderr")
+
+
+class ConflictError(APIError):
+    """409: the request conflicts with the resource's current state."""
+
+
+class SandboxNameConflictError(ConflictError):
+    """409: another sandbox of your organization already has this name."""
+
+
+class SandboxNotRunningError(ConflictError):
+    """409: the toolbox needs a ``started`` sandbox; call :meth:`Sandbox.start` first."""
+
+
+class SandboxBusyError(ConflictError):
+    """409: another operation on this sandbox is in progress; retry later."""
+
+
+class FileExistsInSandboxError(ConflictError):
+    """409: the target path already exists inside the sandbox."""
+
+
+class PayloadTooLargeError(APIError):
+    """413: the upload or request body is larger than the server accepts."""
+
+
+class UnprocessableError(APIError):
+    """422: the request is well-formed but its values are not acceptable."""
+
+
+class InvalidResourcesError(UnprocessableError):
+    """422: the requested cpu / memory / disk are outside the server's limits."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests; slow down and retry."""
+
+
+class DiskQuotaExceededError(APIError):
+    """507: the sandbox's disk quota is exhausted."""
+
+
+class NotSupportedError(APIError):
+    """501: this server does not implement the operation (e.g. a Daytona endpoint sandburg lacks)."""
+
+
+class ServerError(APIError):
+    """5xx: the server failed; the request may succeed if retried."""
+
+
+class AgentUnavailableError(ServerError):
+    """502: the server could not reach the agent inside the sandbox."""
+
+
+# The tables below come after every class they name.
+CODE_ERRORS: Final[dict[str, type[APIError]]] = {
+    ErrorCode.BAD_REQUEST: BadRequestError,
+    ErrorCode.VALIDATION_ERROR: BadRequestError,
+    ErrorCode.INVALID_FILE_PATH: InvalidPathError,
+    ErrorCode.NOT_A_DIRECTORY: InvalidPathError,
+    ErrorCode.IS_A_DIRECTORY: InvalidPathError,
+    ErrorCode.UNAUTHORIZED: AuthenticationError,
+    ErrorCode.FORBIDDEN: PermissionDeniedError,
+    ErrorCode.FILE_ACCESS_DENIED: FileAccessDeniedError,
+    ErrorCode.NOT_FOUND: NotFoundError,
+    ErrorCode.SANDBOX_NOT_FOUND: SandboxNotFoundError,
+    ErrorCode.IMAGE_NOT_FOUND: ImageNotFoundError,
+    ErrorCode.FILE_NOT_FOUND: FileNotFoundInSandboxError,
+    ErrorCode.PROCESS_EXECUTION_TIMEOUT: ExecTimeoutError,
+    ErrorCode.SANDBOX_NAME_CONFLICT: SandboxNameConflictError,
+    ErrorCode.SANDBOX_NOT_RUNNING: SandboxNotRunningError,
+    ErrorCode.SANDBOX_BUSY: SandboxBusyError,
+    ErrorCode.FILE_EXISTS: FileExistsInSandboxError,
+    ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLargeError,
+    ErrorCode.DISK_QUOTA_EXCEEDED: DiskQuotaExceededError,
+    ErrorCode.INVALID_RESOURCES: InvalidResourcesError,
+    ErrorCode.RATE_LIMITED: RateLimitError,
+    ErrorCode.INTERNAL_ERROR: ServerError,
+    ErrorCode.RUNTIME_ERROR: ServerError,
+    ErrorCode.AGENT_UNAVAILABLE: AgentUnavailableError,
+    ErrorCode.NOT_IMPLEMENTED: NotSupportedError,
+}
+"""Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
+
+STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: ExecTimeoutError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    422: UnprocessableError,
+    429: RateLimitError,
+}
+"""Error class per HTTP status, for answers without a known ``code`` (5xx → :class:`ServerError`)."""
+
+
+def error_class(status_code: int, code: str | None) -> type[APIError]:
+    """The exception class for an error answer: by ``code`` first, then by status."""
+    if code is not None and code in CODE_ERRORS:
+        return CODE_ERRORS[code]
+    if status_code in STATUS_ERRORS:
+        return STATUS_ERRORS[status_code]
+    return ServerError if status_code >= 500 else APIError

@@ -1,0 +1,236 @@
+"""Plain data returned by the SDK, each with a ``from_json`` that reads the API's camelCase wire form.
+
+Decoding is lenient about extra or missing optional fields (the server may add fields; Daytona-shaped
+answers omit sandburg's) and strict only about what the SDK cannot do without, such as a sandbox ``id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from ._errors import UnexpectedResponseError
+
+__all__ = ["ExecResult", "FileInfo", "HealthInfo", "SandboxInfo", "SandboxState", "UploadResult"]
+
+
+def _object(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise UnexpectedResponseError(f"expected a {what} object, got {type(data).__name__}", body=data)
+    return data
+
+
+def _str(d: Mapping[str, Any], key: str) -> str:
+    v = d.get(key)
+    return v if isinstance(v, str) else ""
+
+
+def _int(d: Mapping[str, Any], key: str) -> int:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def _strs(d: Mapping[str, Any], key: str) -> dict[str, str]:
+    v = d.get(key)
+    return {k: x for k, x in v.items() if isinstance(x, str)} if isinstance(v, dict) else {}
+
+
+def _time(d: Mapping[str, Any], key: str) -> datetime | None:
+    v = d.get(key)
+    try:
+        return datetime.fromisoformat(v) if isinstance(v, str) else None
+    except ValueError:
+        return None
+
+
+class SandboxState(StrEnum):
+    """The states a sandbox goes through. ``SandboxInfo.state`` is a plain ``str`` that compares equal."""
+
+    CREATING = "creating"
+    STARTED = "started"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    STARTING = "starting"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+    ERROR = "error"
+
+
+@dataclass
+class SandboxInfo:
+    """A sandbox as the server described it in its last answer.
+
+    ``memory_mib`` / ``disk_mib`` are exact; ``memory`` / ``disk`` are the Daytona-compatible GiB values
+    (rounded up). ``raw`` keeps the whole JSON object, including fields this SDK does not model.
+    """
+
+    id: str
+    name: str = ""
+    state: str = ""
+    isolation: str = ""
+    image: str = ""
+    cpu: int = 0
+    memory_mib: int = 0
+    disk_mib: int = 0
+    memory: int = 0
+    disk: int = 0
+    gpu: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    error_reason: str | None = None
+    desired_state: str = ""
+    user: str = ""
+    organization_id: str = ""
+    snapshot: str = ""
+    target: str = ""
+    public: bool = False
+    network_block_all: bool = False
+    toolbox_proxy_url: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @staticmethod
+    def from_json(data: Any) -> SandboxInfo:
+        """Decode a ``Sandbox`` JSON object; raises :class:`UnexpectedResponseError` without an ``id``."""
+        d = _object(data, "Sandbox")
+        if not _str(d, "id"):
+            raise UnexpectedResponseError("Sandbox object without an 'id'", body=data)
+        memory, disk = _int(d, "memory"), _int(d, "disk")
+        return SandboxInfo(
+            id=d["id"],
+            name=_str(d, "name"),
+            state=_str(d, "state"),
+            isolation=_str(d, "isolation"),
+            image=_str(d, "image") or _str(d, "snapshot"),
+            cpu=_int(d, "cpu"),
+            memory_mib=_int(d, "memoryMiB") or memory * 1024,
+            disk_mib=_int(d, "diskMiB") or disk * 1024,
+            memory=memory,
+            disk=disk,
+            gpu=_int(d, "gpu"),
+            env=_strs(d, "env"),
+            labels=_strs(d, "labels"),
+            error_reason=_str(d, "errorReason") or None,
+            desired_state=_str(d, "desiredState"),
+            user=_str(d, "user"),
+            organization_id=_str(d, "organizationId"),
+            snapshot=_str(d, "snapshot"),
+            target=_str(d, "target"),
+            public=d.get("public") is True,
+            network_block_all=d.get("networkBlockAll") is True,
+            toolbox_proxy_url=_str(d, "toolboxProxyUrl"),
+            created_at=_time(d, "createdAt"),
+            updated_at=_time(d, "updatedAt"),
+            raw=d,
+        )
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The outcome of :meth:`Process.exec`.
+
+    ``result`` is stdout and stderr interleaved as the command wrote them; ``truncated`` says the server cut
+    the output at its size limit; ``duration_ms`` is the command's wall-clock time.
+    """
+
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    result: str = ""
+    truncated: bool = False
+    duration_ms: float = 0.0
+
+    @staticmethod
+    def from_json(data: Any) -> ExecResult:
+        """Decode an ``ExecuteResponse``; raises :class:`UnexpectedResponseError` without an ``exitCode``."""
+        d = _object(data, "ExecuteResponse")
+        code, duration = d.get("exitCode"), d.get("durationMs")
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise UnexpectedResponseError("ExecuteResponse without an integer 'exitCode'", body=data)
+        return ExecResult(
+            exit_code=code,
+            stdout=_str(d, "stdout"),
+            stderr=_str(d, "stderr"),
+            result=_str(d, "result"),
+            truncated=d.get("truncated") is True,
+            duration_ms=float(duration)
+            if isinstance(duration, int | float) and duration is not True
+            else 0.0,
+        )
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One entry of a sandbox's file system (``mode`` like ``-rw-r--r--``, ``permissions`` like ``0644``)."""
+
+    name: str
+    path: str = ""
+    is_dir: bool = False
+    size: int = 0
+    mode: str = ""
+    permissions: str = ""
+    mod_time: datetime | None = None
+    owner: str = ""
+    group: str = ""
+
+    @staticmethod
+    def from_json(data: Any) -> FileInfo:
+        """Decode a ``FileInfo`` JSON object."""
+        d = _object(data, "FileInfo")
+        return FileInfo(
+            name=_str(d, "name"),
+            path=_str(d, "path"),
+            is_dir=d.get("isDir") is True,
+            size=_int(d, "size"),
+            mode=_str(d, "mode"),
+            permissions=_str(d, "permissions"),
+            mod_time=_time(d, "modTime"),
+            owner=_str(d, "owner"),
+            group=_str(d, "group"),
+        )
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What the server stored for an upload: the sandbox path and its size in bytes."""
+
+    path: str
+    size: int
+
+    @staticmethod
+    def from_json(data: Any) -> UploadResult:
+        """Decode ``{"path": str, "size": int}``."""
+        d = _object(data, "upload result")
+        return UploadResult(path=_str(d, "path"), size=_int(d, "size"))
+
+
+@dataclass(frozen=True)
+class HealthInfo:
+    """The answer of ``GET /api/health``."""
+
+    status: str
+    version: str = ""
+
+    @staticmethod
+    def from_json(data: Any) -> HealthInfo:
+        """Decode ``{"status": "ok", "version": str}``."""
+        d = _object(data, "health")
+        return HealthInfo(status=_str(d, "status"), version=_str(d, "version"))
+
+
+def labels_from_json(data: Any) -> dict[str, str]:
+    """Decode ``{"labels": {...}}`` (the answer of ``PUT /sandbox/{id}/labels``)."""
+    return _strs(_object(data, "SandboxLabels"), "labels")
+
+
+def file_list_from_json(data: Any) -> list[FileInfo]:
+    """Decode ``[FileInfo]``; a ``null`` answer is an empty directory."""
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise UnexpectedResponseError(f"expected a list of FileInfo, got {type(data).__name__}", body=data)
+    return [FileInfo.from_json(item) for item in data]

@@ -1,0 +1,1 @@
+"""The in-sandbox toolbox agent (stdlib only; see docs/agent-protocol.md)."""

@@ -1,0 +1,168 @@
+"""The toolbox agent: serves docs/agent-protocol.md on a Unix socket inside the sandbox.
+
+Runs as `python3 -S agent.py` or `-c "from sandburg.agent.agent import main; main()"` under the runtime layer's
+CPython, as the child of tini. Its start-up time is part of every sandbox's time-to-first-exec, and under gVisor
+each module import costs gofer round trips, so the agent imports only builtin/C modules (`_socket`, `_thread`,
+`_signal`, `select`, `_json`, `pwd`, `grp`) and the frozen `os`/`stat`: not socket.py, threading, signal, json
+or subprocess, which pull in enum, re and collections (about 9 ms more on the host, a multiple under gVisor).
+
+Configuration: SANDBURG_AGENT_SOCKET (default /.sandburg/run/agent.sock), SANDBURG_WORKDIR (default /workspace).
+One thread per connection, one operation at a time on a connection. SIGTERM/SIGINT: kill running commands, exit 0.
+"""
+
+from __future__ import annotations
+
+import _socket
+import _thread
+import os
+import sys
+from time import sleep
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs start-up time; mypy goes by the name
+if TYPE_CHECKING:
+    import signal as _signal  # _signal has no stubs; same functions
+else:
+    import _signal
+if TYPE_CHECKING or __package__:
+    from . import execute, files
+    from . import protocol as P
+else:  # run as a script: sys.path[0] is this directory and the sandburg package may not be importable
+    import execute
+    import files
+    import protocol as P
+
+DEFAULT_SOCKET = "/.sandburg/run/agent.sock"
+DEFAULT_WORKDIR = "/workspace"
+_STOP_SIGNALS = {_signal.SIGTERM, _signal.SIGINT}
+_SCRUBBED = ("PYTHONHOME", "PYTHONPATH")  # and every SANDBURG_*: the agent's settings are not the sandbox's
+
+
+def op_ping(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object]) -> dict[str, object]:
+    return {"ok": True, "version": P.VERSION, "pid": os.getpid()}
+
+
+OPS = {"ping": op_ping, "exec": execute.op_exec, "write_file": files.op_write_file, "read_file": files.op_read_file,
+       "list": files.op_list, "stat": files.op_stat}  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------- server
+
+
+def _answer(sock: _socket.socket, reader: P.FrameReader, payload: bytes) -> dict[str, object]:
+    try:
+        req = P.loads(payload)
+    except ValueError as exc:
+        return files.error_result("BAD_REQUEST", f"request is not JSON: {exc}")
+    if not isinstance(req, dict):
+        return files.error_result("BAD_REQUEST", "request must be a JSON object")
+    op = req.get("op")
+    handler = OPS.get(op) if isinstance(op, str) else None
+    if handler is None:
+        return files.error_result("BAD_REQUEST", f"unknown op {op!r}")
+    try:
+        return handler(sock, reader, req)
+    except files.OpError as exc:
+        return files.error_result(exc.code, exc.message)
+    except OSError as exc:
+        return files.os_error_result(exc)
+    except ValueError as exc:  # e.g. an embedded NUL byte in argv or env
+        return files.error_result("BAD_REQUEST", str(exc))
+
+
+def _serve(fd: int) -> None:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+    reader = P.FrameReader(sock)
+    try:
+        while (f := reader.read()) is not None:
+            if f[0] in (P.STDIN, P.SIGNAL):
+                continue  # sent for a command that ended meanwhile (the client had not seen its R yet)
+            if f[0] != P.REQUEST:  # out of step with the client: say so once and drop the connection
+                err = files.error_result("BAD_REQUEST", f"expected a Q frame, got {f[0]!r}")
+                sock.sendall(P.frame(P.RESULT, P.dumps(err)))
+                break
+            try:
+                result = _answer(sock, reader, f[1])
+            except (P.ProtocolError, ConnectionError):
+                break
+            except Exception as exc:
+                result = files.error_result("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
+            sock.sendall(P.frame(P.RESULT, P.dumps(result)))
+    except (P.ProtocolError, OSError):
+        pass  # the connection is unusable: drop it, the host sees the close
+    except BaseException as exc:  # never let a connection take the agent down
+        _log(f"connection failed: {type(exc).__name__}: {exc}")
+    finally:
+        sock.close()
+
+
+def _log(msg: str) -> None:
+    try:
+        sys.stderr.write(f"sandburg-agent: {msg}\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
+
+
+def _accept_loop(srv: _socket.socket) -> None:
+    try:
+        while True:
+            try:
+                fd, _addr = srv._accept()  # type: ignore[attr-defined]
+            except OSError as exc:  # EMFILE and friends: back off instead of spinning
+                _log(f"accept: {exc}")
+                sleep(0.05)
+                continue
+            try:
+                _thread.start_new_thread(_serve, (fd,))
+            except (
+                RuntimeError
+            ) as exc:  # no thread: the sandbox is at its pids limit (a fork bomb?); keep going
+                os.close(fd)
+                _log(f"cannot serve a connection: {exc}")
+                sleep(0.05)
+    except BaseException as exc:
+        _log(f"accept loop died: {type(exc).__name__}: {exc}")
+        os._exit(1)
+
+
+def main() -> None:
+    environ = os.environ
+    path = environ.get("SANDBURG_AGENT_SOCKET") or DEFAULT_SOCKET
+    files.set_workdir(environ.get("SANDBURG_WORKDIR") or DEFAULT_WORKDIR)
+    execute.CHILD_ENV.update(
+        (k, v) for k, v in environ.items() if not k.startswith("SANDBURG_") and k not in _SCRUBBED
+    )
+    for fd in (0, 1, 2):  # a pipe must never land on 0-2, where a child's dup2 would clobber it
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.dup2(os.open("/dev/null", os.O_RDWR), fd)
+    # Threads inherit the mask: block SIGTERM/SIGINT everywhere and take them synchronously in the main thread
+    # with sigwait (a Python handler runs only when the main thread runs bytecode, not while it is in accept()).
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, _STOP_SIGNALS)
+    srv = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        os.unlink(path)  # a stale socket from a previous run
+    except FileNotFoundError:
+        pass
+    srv.bind(path)
+    srv.listen(128)
+    _thread.start_new_thread(_accept_loop, (srv,))
+    _thread.start_new_thread(execute.spawn_warm, ())
+    _signal.sigwait(_STOP_SIGNALS)
+    for pgid in list(execute.RUNNING):
+        execute.kill_group(pgid)  # their connections die with us, and a command never outlives its connection
+    for tmp in list(files.UPLOADS):
+        try:
+            os.unlink(tmp)  # no partial upload is left behind
+        except OSError:
+            pass
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""The node runtime: turns a SandboxSpec into a running sandbox and back, idempotently.
+
+Create: btrfs snapshot of the image (+ size limit) → bundle dir (config.json, run dir, hosts) → for `container`,
+an idmapped mount of the root → runc/runsc run → wait for the agent. Stop undoes the last three; delete also removes
+the snapshot and the bundle. Every step can be repeated after a crash; `inventory()` lists what exists on the host
+and `collect()` removes what no sandbox owns. docs/node-runtime.md lists the steps and why each is privileged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import stat
+import threading
+from dataclasses import dataclass, field
+
+from . import cgroups, crash, idmap, priv, reaper, runtime_layer
+from .agent_client import AgentClient, AgentUnavailable, wait_ready
+from .errors import AgentStartError, BundleError, MountError, NodeError, RuntimeError_
+from .images import ImageStore
+from .oci import OciRuntime, pid_alive, runc, runsc, wait_pid_exit
+from .spec import CONTAINER, GVISOR, BundlePaths, SandboxSpec, build_config
+from .store import Store
+
+
+@dataclass
+class NodeConfig:
+    data_dir: str
+    cache_dir: str = "/var/cache/sandburg"
+    store_size_bytes: int = 256 << 30  # sparse: costs only what is written
+    cgroup_parent: str = "sandburg"
+    agent_start_timeout: float = 30.0
+
+
+@dataclass
+class Inventory:
+    """Everything of sandburg's that exists on the host for one data dir."""
+
+    subvolumes: set[str] = field(default_factory=set)
+    bundles: set[str] = field(default_factory=set)
+    mounts: set[str] = field(default_factory=set)
+    containers: dict[str, set[str]] = field(default_factory=dict)
+    cgroups: set[str] = field(default_factory=set)
+
+    def ids(self) -> set[str]:
+        ids = set(self.subvolumes) | self.bundles | self.cgroups
+        ids |= {os.path.basename(os.path.dirname(m)) for m in self.mounts}
+        for cs in self.containers.values():
+            ids |= cs
+        return ids
+
+
+class Node:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.store = Store(cfg.data_dir, cfg.store_size_bytes)
+        self.images = ImageStore(self.store, cfg.cache_dir)
+        self.bundles_dir = os.path.join(cfg.data_dir, "sandboxes")
+        self.runtimes: dict[str, OciRuntime] = {
+            CONTAINER: runc(os.path.join(cfg.data_dir, "runc")),
+            GVISOR: runsc(os.path.join(cfg.data_dir, "runsc")),
+        }
+        self.layer = ""
+        self._agents: dict[str, AgentClient] = {}
+        self._agents_lock = threading.Lock()
+
+    # -- setup -----------------------------------------------------------------------------------------------
+    def prepare(self, images: tuple[str, ...] = ()) -> None:
+        """Mount the store, build the runtime layer, make sure `images` exist. Idempotent."""
+        reaper.enable()
+        os.makedirs(self.cfg.data_dir, mode=0o711, exist_ok=True)
+        os.makedirs(self.bundles_dir, mode=0o711, exist_ok=True)
+        self.store.ensure()
+        self.images.remove_partial()
+        self.layer = runtime_layer.ensure(os.path.join(self.cfg.data_dir, "runtime"))
+        for name in images:
+            self.images.ensure(name, log=True)
+
+    def cgroup_path(self, sid: str) -> str:
+        return f"/{self.cfg.cgroup_parent}/{sid}"
+
+    def root_path(self, sid: str) -> str:
+        return self.store.path("sandboxes", sid)
+
+    def bundle_paths(self, sid: str) -> tuple[str, BundlePaths]:
+        bundle = os.path.join(self.bundles_dir, sid)
+        return bundle, BundlePaths(
+            rootfs=os.path.join(bundle, "rootfs"),
+            layer=self.layer,
+            run_dir=os.path.join(bundle, "run"),
+            etc_hosts=os.path.join(bundle, "hosts"),
+            etc_hostname=os.path.join(bundle, "hostname"),
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def create(self, spec: SandboxSpec) -> int:
+        """Make the sandbox's root and run it; return the runtime's host pid. Undone by delete() on failure."""
+        image = self.images.path(spec.image)
+        root = self.root_path(spec.id)
+        if not self.store.is_subvolume(root):
+            # The sandbox's root: a writable snapshot of the image, capped at its disk size (5 ms, no copy).
+            self.store.snapshot(image, root, limit_bytes=spec.disk_mib * 1024 * 1024)
+        crash.point("create.subvolume")
+        return self.start(spec, _creating=True)
+
+    def start(self, spec: SandboxSpec, _creating: bool = False) -> int:
+        """Run an existing sandbox root (after create or stop); return the runtime's host pid."""
+        rt = self.runtimes[spec.isolation]
+        st = rt.state(spec.id)
+        if st and st.get("status") == "running" and pid_alive(int(st.get("pid", 0))):
+            self.agent_ready(spec.id)
+            return int(st["pid"])
+        if st:
+            rt.delete(spec.id, force=True)  # a stopped/created leftover from a crash
+        bundle, paths = self._write_bundle(spec)
+        if _creating:
+            crash.point("create.bundle")
+        if spec.isolation == CONTAINER:
+            self._mount_root(spec, paths.rootfs)
+        if _creating:
+            crash.point("create.mount")
+        sock = os.path.join(paths.run_dir, "agent.sock")
+        if os.path.lexists(sock):
+            os.unlink(sock)
+        pid = rt.run(spec.id, bundle, os.path.join(bundle, "agent.log"))
+        if _creating:
+            crash.point("create.runtime")
+        try:
+            self.agent_ready(spec.id)
+        except AgentStartError:
+            self.stop(spec.id, spec.isolation)
+            raise
+        return pid
+
+    def agent_ready(self, sid: str) -> None:
+        _, paths = self.bundle_paths(sid)
+        try:
+            wait_ready(self._socket_path(sid), self.cfg.agent_start_timeout)
+        except AgentUnavailable as exc:
+            log = os.path.join(os.path.dirname(paths.run_dir), "agent.log")
+            raise AgentStartError("the toolbox agent did not come up", path=log, detail=_tail(log)) from exc
+
+    def stop(self, sid: str, isolation: str) -> None:
+        """Stop the sandbox's processes and release its runtime resources; keep its root and bundle."""
+        self._drop_agent(sid)
+        rt = self.runtimes[isolation]
+        st = rt.state(sid)
+        if st is not None:
+            pid = int(st.get("pid") or 0)
+            if st.get("status") in ("running", "created", "paused") or (pid and pid_alive(pid)):
+                rt.kill(sid, "KILL")
+                if pid and not wait_pid_exit(pid, 15):
+                    raise RuntimeError_("sandbox process did not exit after SIGKILL", path=str(pid))
+            crash.point("delete.kill")
+            try:
+                rt.delete(sid)
+            except RuntimeError_:
+                rt.delete(sid, force=True)
+        crash.point("delete.runtime")
+        self._unmount_root(sid)
+        crash.point("delete.umount")
+
+    def delete(self, sid: str, isolation: str) -> None:
+        """Remove every trace of the sandbox: processes, runtime state, mounts, root, bundle, cgroups."""
+        self.stop(sid, isolation)
+        self.store.delete_subvolume(self.root_path(sid))
+        crash.point("delete.subvolume")
+        bundle, _ = self.bundle_paths(sid)
+        shutil.rmtree(bundle, ignore_errors=True)
+        crash.point("delete.bundle")
+        cgroups.remove(self.cgroup_path(sid))
+
+    def is_running(self, sid: str, isolation: str) -> tuple[bool, int]:
+        st = self.runtimes[isolation].state(sid)
+        if not st:
+            return False, 0
+        pid = int(st.get("pid") or 0)
+        return st.get("status") == "running" and pid_alive(pid), pid
+
+    def death_reason(self, sid: str) -> str | None:
+        return cgroups.death_reason(self.cgroup_path(sid))
+
+    def agent(self, sid: str) -> AgentClient:
+        with self._agents_lock:
+            client = self._agents.get(sid)
+            if client is None:
+                client = self._agents[sid] = AgentClient(self._socket_path(sid))
+            return client
+
+    def _drop_agent(self, sid: str) -> None:
+        with self._agents_lock:
+            self._agents.pop(sid, None)
+
+    def _socket_path(self, sid: str) -> str:
+        _, paths = self.bundle_paths(sid)
+        return os.path.join(paths.run_dir, "agent.sock")
+
+    # -- inventory and garbage collection ---------------------------------------------------------------------
+    def inventory(self) -> Inventory:
+        inv = Inventory()
+        inv.subvolumes = set(self.store.subvolumes("sandboxes"))
+        try:
+            inv.bundles = set(os.listdir(self.bundles_dir))
+        except FileNotFoundError:
+            pass
+        inv.mounts = set(priv.mounts_under(self.bundles_dir))
+        for tier, rt in self.runtimes.items():
+            inv.containers[tier] = {c["id"] for c in rt.list()}
+        inv.cgroups = cgroups.children(self.cfg.cgroup_parent)
+        return inv
+
+    def collect(self, keep: set[str]) -> list[str]:
+        """Remove everything on the host whose sandbox id is not in `keep`; return the ids removed."""
+        inv = self.inventory()
+        removed = []
+        for sid in sorted(inv.ids() - keep):
+            tier = GVISOR if sid in inv.containers.get(GVISOR, set()) else CONTAINER
+            for t in {tier, CONTAINER, GVISOR}:
+                if sid in inv.containers.get(t, set()):
+                    self.stop(sid, t)
+            self.delete(sid, tier)
+            removed.append(sid)
+        return removed
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def _write_bundle(self, spec: SandboxSpec) -> tuple[str, BundlePaths]:
+        bundle, paths = self.bundle_paths(spec.id)
+        rootfs = paths.rootfs if spec.isolation == CONTAINER else self.root_path(spec.id)
+        paths = BundlePaths(rootfs, paths.layer, paths.run_dir, paths.etc_hosts, paths.etc_hostname)
+        try:
+            os.makedirs(paths.run_dir, mode=0o700, exist_ok=True)
+            os.makedirs(os.path.join(bundle, "rootfs"), mode=0o700, exist_ok=True)
+            # The agent (root inside = uid_base on the host in the container tier) must create its socket here.
+            owner = spec.uid_base if spec.isolation == CONTAINER else 0
+            os.chown(paths.run_dir, owner, owner)
+            with open(paths.etc_hosts, "w") as fh:
+                fh.write(
+                    f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{spec.hostname}\n"
+                )
+            with open(paths.etc_hostname, "w") as fh:
+                fh.write(spec.hostname + "\n")
+            nofile = min(1048576, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+            config = build_config(
+                spec, paths, self.cgroup_path(spec.id), self.images.config(spec.image).env, nofile
+            )
+            tmp = os.path.join(bundle, "config.json.tmp")
+            with open(tmp, "w") as fh:
+                json.dump(config, fh)
+            os.replace(tmp, os.path.join(bundle, "config.json"))
+        except OSError as exc:
+            raise BundleError("writing the bundle failed", path=bundle, detail=exc.strerror) from exc
+        return bundle, paths
+
+    def _mount_root(self, spec: SandboxSpec, target: str) -> None:
+        if priv.is_mountpoint(target):
+            return
+        # The container's root must show on-disk uid 0 as the sandbox's unprivileged host uid (idmap.py).
+        idmap.idmapped_mount(self.root_path(spec.id), target, spec.uid_base)
+
+    def _unmount_root(self, sid: str) -> None:
+        bundle, _ = self.bundle_paths(sid)
+        for mp in priv.mounts_under(bundle):
+            # Lazy unmount: the runtime is gone, but a racing reader of the tree must not keep it busy.
+            priv.run(["umount", "-l", mp], MountError, path=mp)
+
+
+def check_socket(path: str) -> None:
+    """Refuse an agent socket path that is not a socket (the sandbox controls that directory)."""
+    st = os.lstat(path)
+    if not stat.S_ISSOCK(st.st_mode):
+        raise NodeError("agent socket is not a socket", path=path)
+
+
+def _tail(path: str, n: int = 1500) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - n))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,1 @@
+"""The sandburg control plane (FastAPI). Not imported by the SDK."""

@@ -1,0 +1,78 @@
+"""The FastAPI application: wiring of settings, store, node runtime, services and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .._version import __version__
+from ..node import crash
+from ..node.node import Node, NodeConfig
+from . import errors
+from .auth import KeyCache, bootstrap
+from .config import Settings
+from .db import make_engine, make_sessionmaker
+from .migrate import upgrade
+from .routers import health, sandbox, toolbox
+from .sandboxes import SandboxService
+
+log = logging.getLogger("sandburg.server")
+
+
+def api_url(settings: Settings) -> str:
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/api"
+
+
+def create_app(settings: Settings | None = None, *, start_runtime: bool = True) -> FastAPI:
+    """The app. With `start_runtime=False` nothing on the host is touched (OpenAPI export, docs)."""
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not start_runtime:
+            yield
+            return
+        engine = make_engine(settings.db_path)
+        upgrade(engine)
+        sessions = make_sessionmaker(engine)
+        new_key = bootstrap(sessions, settings.credentials_path, api_url(settings))
+        if new_key:
+            log.warning(
+                "created the local admin API key (stored in %s): %s", settings.credentials_path, new_key
+            )
+        node = Node(
+            NodeConfig(
+                data_dir=settings.data_dir, cache_dir=settings.cache_dir, cgroup_parent=settings.cgroup_parent,
+                agent_start_timeout=settings.agent_start_timeout,
+            )
+        )  # fmt: skip
+        node.prepare(settings.images)
+        crash.arm(settings.crash_at if settings.test_mode else None)
+        svc = SandboxService(settings, sessions, node)
+        svc.reconcile()
+        app.state.keys = KeyCache(sessions)
+        app.state.sandboxes = svc
+        log.info("sandburg %s ready on %s (data dir %s)", __version__, api_url(settings), settings.data_dir)
+        try:
+            yield
+        finally:
+            svc.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="sandburg",
+        version=__version__,
+        description="Self-hostable sandboxes for AI agents. Daytona-compatible REST API.",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for r in (health.router, sandbox.router, toolbox.router):
+        app.include_router(r, prefix="/api")
+    return app

@@ -1,0 +1,104 @@
+"""Server settings, read once from the environment (SANDBURG_*), with the defaults a single host wants."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+GIB_MIB = 1024
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"sandburg: {name} must be an integer, got {raw!r}") from None
+
+
+def _host_memory_mib() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 4096
+
+
+@dataclass
+class Settings:
+    data_dir: str = "/var/lib/sandburg"
+    cache_dir: str = "/var/cache/sandburg"
+    host: str = "127.0.0.1"
+    port: int = 3000
+    public_url: str | None = None  # base URL clients use; default: the one each request came in on
+    cgroup_parent: str = "sandburg"
+    images: tuple[str, ...] = ("busybox", "debian-12")
+    default_image: str = "debian-12"
+    default_isolation: str = "gvisor"
+    default_cpu: int = 2
+    default_memory_mib: int = 4 * GIB_MIB
+    default_disk_mib: int = 10 * GIB_MIB
+    max_cpu: int = field(default_factory=lambda: os.cpu_count() or 1)
+    max_memory_mib: int = field(default_factory=_host_memory_mib)
+    max_disk_mib: int = 200 * GIB_MIB
+    min_memory_mib: int = 64
+    min_disk_mib: int = 64
+    pids_limit: int = 2048
+    exec_max_timeout: int = 3600  # seconds a toolbox command may run when the caller sets no timeout
+    max_output_bytes: int = 10 * 1024 * 1024
+    agent_start_timeout: float = 30.0
+    test_mode: bool = False  # allows SANDBURG_CRASH_AT; refused otherwise
+    crash_at: str | None = None
+
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.data_dir, "sandburg.db")
+
+    @property
+    def credentials_path(self) -> str:
+        return os.path.join(self.data_dir, "credentials.json")
+
+    @property
+    def pid_path(self) -> str:
+        return os.path.join(self.data_dir, "server.pid")
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.data_dir, "server.log")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        s = cls(
+            data_dir=env.get("SANDBURG_DATA_DIR") or cls.data_dir,
+            cache_dir=env.get("SANDBURG_CACHE_DIR") or cls.cache_dir,
+            host=env.get("SANDBURG_HOST") or cls.host,
+            port=_int("SANDBURG_PORT", cls.port),
+            public_url=env.get("SANDBURG_PUBLIC_URL") or None,
+            cgroup_parent=env.get("SANDBURG_CGROUP_PARENT") or cls.cgroup_parent,
+            images=tuple(i for i in (env.get("SANDBURG_IMAGES") or ",".join(cls.images)).split(",") if i),
+            default_image=env.get("SANDBURG_DEFAULT_IMAGE") or cls.default_image,
+            default_isolation=env.get("SANDBURG_DEFAULT_ISOLATION") or cls.default_isolation,
+            default_cpu=_int("SANDBURG_DEFAULT_CPU", cls.default_cpu),
+            default_memory_mib=_int("SANDBURG_DEFAULT_MEMORY_MIB", cls.default_memory_mib),
+            default_disk_mib=_int("SANDBURG_DEFAULT_DISK_MIB", cls.default_disk_mib),
+            pids_limit=_int("SANDBURG_PIDS_LIMIT", cls.pids_limit),
+            exec_max_timeout=_int("SANDBURG_EXEC_MAX_TIMEOUT", cls.exec_max_timeout),
+            max_output_bytes=_int("SANDBURG_MAX_OUTPUT_BYTES", cls.max_output_bytes),
+            test_mode=env.get("SANDBURG_TEST_MODE") == "1",
+            crash_at=env.get("SANDBURG_CRASH_AT") or None,
+        )
+        if env.get("SANDBURG_MAX_CPU"):
+            s.max_cpu = _int("SANDBURG_MAX_CPU", s.max_cpu)
+        if env.get("SANDBURG_MAX_MEMORY_MIB"):
+            s.max_memory_mib = _int("SANDBURG_MAX_MEMORY_MIB", s.max_memory_mib)
+        if env.get("SANDBURG_MAX_DISK_MIB"):
+            s.max_disk_mib = _int("SANDBURG_MAX_DISK_MIB", s.max_disk_mib)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+        if s.crash_at and not s.test_mode:
+            raise SystemExit("sandburg: SANDBURG_CRASH_AT is a test hook; it needs SANDBURG_TEST_MODE=1")
+        return s

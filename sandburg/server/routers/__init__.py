@@ -1,0 +1,1 @@
+"""One router module per resource; routes parse and authorize, then make one service call."""

@@ -1,0 +1,408 @@
+"""The sandbox service: desired state in the store, actual state on the node, kept in step.
+
+Every transition first writes its intent (`creating`, `stopping`, `destroying`...) and commits, then acts on the
+node, then records the outcome; `reconcile()` at start-up finishes or rolls back whatever a crash interrupted and
+removes anything on the host that no row owns. One lock per sandbox serialises transitions (two racing deletes:
+the second finds nothing and gets 404).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from .._codes import ErrorCode
+from ..node import crash
+from ..node.errors import ImageNotFound, NodeError
+from ..node.monitor import ExitMonitor
+from ..node.node import Node
+from ..node.spec import SandboxSpec
+from .config import Settings
+from .db import Sandbox, utcnow
+from .errors import ApiError
+from .schemas import CreateSandbox
+
+log = logging.getLogger("sandburg.server")
+
+UID_BASE = 100_000
+UID_SLOTS = 60_000  # 100000 + 60000 * 65536 stays below 2^32
+
+
+@dataclass(frozen=True)
+class Live:
+    organization_id: str
+    isolation: str
+
+
+class SandboxService:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], node: Node) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.node = node
+        self.live: dict[str, Live] = {}  # started sandboxes, for the toolbox's fast path
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.monitor = ExitMonitor(self._on_exit)
+
+    def close(self) -> None:
+        self.monitor.close()
+
+    def _lock(self, sid: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(sid, threading.Lock())
+
+    # -- queries ---------------------------------------------------------------------------------------------
+    def get(self, org_id: str, id_or_name: str) -> Sandbox:
+        with self.sessions() as s:
+            row = s.get(Sandbox, id_or_name)
+            if row is None or row.organization_id != org_id:
+                row = s.scalars(
+                    select(Sandbox).where(Sandbox.organization_id == org_id, Sandbox.name == id_or_name)
+                ).first()
+            if row is None:
+                # same answer whether it never existed or belongs to another organization
+                raise ApiError(ErrorCode.SANDBOX_NOT_FOUND, f"sandbox {id_or_name!r} not found")
+            return row
+
+    def list(
+        self,
+        org_id: str,
+        *,
+        labels: dict[str, str],
+        states: list[str],
+        name: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[Sandbox], str | None]:
+        offset = _decode_cursor(cursor)
+        with self.sessions() as s:
+            q = select(Sandbox).where(Sandbox.organization_id == org_id)
+            if states:
+                q = q.where(Sandbox.state.in_(states))
+            if name:
+                q = q.where(Sandbox.name == name)
+            rows = list(s.scalars(q.order_by(Sandbox.created_at, Sandbox.id)))
+        if labels:
+            rows = [r for r in rows if all(r.labels.get(k) == v for k, v in labels.items())]
+        page = rows[offset : offset + limit]
+        more = offset + limit < len(rows)
+        return page, (_encode_cursor(offset + limit) if more else None)
+
+    def require_running(self, org_id: str, sid: str) -> Live:
+        """For the toolbox: the sandbox must exist in the caller's organization and be started."""
+        live = self.live.get(sid)
+        if live is not None and live.organization_id == org_id:
+            return live
+        row = self.get(org_id, sid)
+        if row.id in self.live:
+            return self.live[row.id]
+        raise ApiError(
+            ErrorCode.SANDBOX_NOT_RUNNING, f"sandbox {sid!r} is {row.state}, not started", state=row.state,
+            errorReason=row.error_reason,
+        )  # fmt: skip
+
+    # -- transitions -----------------------------------------------------------------------------------------
+    def create(self, org_id: str, req: CreateSandbox) -> Sandbox:
+        st = self.settings
+        isolation = req.isolation or st.default_isolation
+        image = req.image or req.snapshot or st.default_image
+        cpu = req.cpu if req.cpu is not None else st.default_cpu
+        memory_mib = (
+            req.memoryMiB
+            if req.memoryMiB is not None
+            else (req.memory * 1024 if req.memory is not None else st.default_memory_mib)
+        )
+        disk_mib = (
+            req.diskMiB
+            if req.diskMiB is not None
+            else (req.disk * 1024 if req.disk is not None else st.default_disk_mib)
+        )
+        _check_range("cpu", cpu, 1, st.max_cpu, "vCPU")
+        _check_range("memory", memory_mib, st.min_memory_mib, st.max_memory_mib, "MiB")
+        _check_range("disk", disk_mib, st.min_disk_mib, st.max_disk_mib, "MiB")
+        if req.gpu:
+            raise ApiError(ErrorCode.INVALID_RESOURCES, "this host has no GPUs")
+        if req.user not in (None, "root"):
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, f"user: only 'root' is supported yet, got {req.user!r}"
+            )
+        if req.buildInfo is not None:
+            raise ApiError(
+                ErrorCode.NOT_IMPLEMENTED, "building images from a Dockerfile is not supported yet"
+            )
+        if req.volumes:
+            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "volumes are not supported yet")
+        for k in req.env:
+            if not k or "=" in k or "\0" in k or "\0" in req.env[k]:
+                raise ApiError(ErrorCode.VALIDATION_ERROR, f"env: invalid variable name or value {k!r}")
+        if not self.node.images.exists(image):
+            raise ApiError(
+                ErrorCode.IMAGE_NOT_FOUND,
+                f"image {image!r} not found; available: {', '.join(self.node.images.names())}",
+            )
+        sid = str(uuid.uuid4())
+        name = req.name or f"sb-{sid[:8]}"
+        extra = {
+            k: v for k, v in {
+                "networkAllowList": req.networkAllowList, "domainAllowList": req.domainAllowList,
+                "autoStopInterval": req.autoStopInterval, "autoArchiveInterval": req.autoArchiveInterval,
+                "autoDeleteInterval": req.autoDeleteInterval, "target": req.target,
+            }.items() if v is not None
+        }  # fmt: skip
+        with self._lock(sid):
+            row = self._insert(org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, req, extra)
+            crash.point("create.row")
+            spec = self._spec(row)
+            try:
+                pid = self.node.create(spec)
+                crash.point("create.agent")
+            except ImageNotFound as exc:
+                self._undo_create(row)
+                raise ApiError(ErrorCode.IMAGE_NOT_FOUND, str(exc)) from exc
+            except NodeError as exc:
+                log.error("create %s failed: %s", sid, exc)
+                self._undo_create(row)
+                raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
+            row = self._set_state(sid, "started")
+            self.live[sid] = Live(org_id, isolation)
+            self.monitor.watch(sid, pid)
+            return row
+
+    def start(self, org_id: str, id_or_name: str) -> Sandbox:
+        sid = self.get(org_id, id_or_name).id
+        with self._lock(sid):
+            row = self.get(org_id, sid)
+            if row.state == "started":
+                return row
+            if row.state not in ("stopped", "error"):
+                raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
+            self._set_state(sid, "starting")
+            try:
+                pid = self.node.start(self._spec(row))
+            except NodeError as exc:
+                self._set_state(sid, "error", f"start failed: {exc}"[:200])
+                raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
+            row = self._set_state(sid, "started")
+            self.live[sid] = Live(org_id, row.isolation)
+            self.monitor.watch(sid, pid)
+            return row
+
+    def stop(self, org_id: str, id_or_name: str) -> Sandbox:
+        sid = self.get(org_id, id_or_name).id
+        with self._lock(sid):
+            row = self.get(org_id, sid)
+            if row.state == "stopped":
+                return row
+            if row.state not in ("started", "error"):
+                raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
+            self._set_state(sid, "stopping")
+            self._release(sid)
+            try:
+                self.node.stop(sid, row.isolation)
+            except NodeError as exc:
+                self._set_state(sid, "error", f"stop failed: {exc}"[:200])
+                raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be stopped: {exc}") from exc
+            return self._set_state(sid, "stopped")
+
+    def delete(self, org_id: str, id_or_name: str) -> Sandbox:
+        sid = self.get(org_id, id_or_name).id
+        with self._lock(sid):
+            row = self.get(org_id, sid)  # a racing delete that won leaves nothing: 404 here
+            self._set_state(sid, "destroying")
+            crash.point("delete.row")
+            self._release(sid)
+            try:
+                self.node.delete(sid, row.isolation)
+            except NodeError as exc:
+                self._set_state(sid, "error", f"delete failed: {exc}"[:200])
+                raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be deleted: {exc}") from exc
+            with self.sessions() as s:
+                s.delete(s.get(Sandbox, sid))
+                s.commit()
+        with self._locks_guard:
+            self._locks.pop(sid, None)
+        row.state = "destroyed"
+        return row
+
+    def set_labels(self, org_id: str, id_or_name: str, labels: dict[str, str]) -> Sandbox:
+        sid = self.get(org_id, id_or_name).id
+        with self.sessions() as s:
+            row = s.get(Sandbox, sid)
+            if row is None:
+                raise ApiError(ErrorCode.SANDBOX_NOT_FOUND, f"sandbox {id_or_name!r} not found")
+            row.labels = dict(labels)
+            s.commit()
+            return row
+
+    # -- restart safety --------------------------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """Bring the host in line with the store after a (re)start; see docs/node-runtime.md."""
+        with self.sessions() as s:
+            rows = list(s.scalars(select(Sandbox)))
+        for row in rows:
+            try:
+                self._reconcile_one(row)
+            except NodeError as exc:
+                log.error("reconcile %s failed: %s", row.id, exc)
+                self._set_state(row.id, "error", f"reconcile failed: {exc}"[:200])
+        with self.sessions() as s:
+            keep = set(s.scalars(select(Sandbox.id)))
+        removed = self.node.collect(keep)
+        if removed:
+            log.warning("removed %d orphaned sandbox(es) from the host: %s", len(removed), ", ".join(removed))
+
+    def _reconcile_one(self, row: Sandbox) -> None:
+        sid = row.id
+        if row.state in ("creating", "destroying"):
+            # creating: nobody was told it exists — roll back; destroying: finish what was asked
+            self.node.delete(sid, row.isolation)
+            with self.sessions() as s:
+                s.delete(s.get(Sandbox, sid))
+                s.commit()
+            return
+        running, pid = self.node.is_running(sid, row.isolation)
+        if row.state in ("started", "starting"):
+            if running:
+                self.node.agent_ready(sid)
+                self._set_state(sid, "started")
+                self.live[sid] = Live(row.organization_id, row.isolation)
+                self.monitor.watch(sid, pid)
+            elif row.state == "starting":
+                self.node.stop(sid, row.isolation)
+                self._set_state(sid, "stopped")
+            else:
+                reason = self.node.death_reason(sid) or "exited"
+                self.node.stop(sid, row.isolation)
+                self._set_state(sid, "error", reason)
+        elif row.state in ("stopping", "stopped", "error"):
+            if running or row.state == "stopping":
+                self.node.stop(sid, row.isolation)
+            if row.state == "stopping":
+                self._set_state(sid, "stopped")
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _on_exit(self, sid: str, pid: int) -> None:
+        threading.Thread(
+            target=self._handle_exit, args=(sid, pid), name=f"exit-{sid[:8]}", daemon=True
+        ).start()
+
+    def _handle_exit(self, sid: str, pid: int) -> None:
+        with self._lock(sid):
+            with self.sessions() as s:
+                row = s.get(Sandbox, sid)
+            if row is None or row.state != "started":
+                return  # an exit we caused (stop/delete) or already handled
+            running, now_pid = self.node.is_running(sid, row.isolation)
+            if running and now_pid != pid:
+                return
+            reason = self.node.death_reason(sid) or "exited"
+            log.warning("sandbox %s stopped on its own (%s)", sid, reason)
+            self._release(sid)
+            try:
+                self.node.stop(sid, row.isolation)
+            except NodeError as exc:
+                log.error("cleanup after exit of %s failed: %s", sid, exc)
+            self._set_state(sid, "error", reason)
+
+    def _release(self, sid: str) -> None:
+        self.live.pop(sid, None)
+        self.monitor.forget(sid)
+
+    def _undo_create(self, row: Sandbox) -> None:
+        try:
+            self.node.delete(row.id, row.isolation)
+        except NodeError as exc:
+            log.error("cleanup of failed create %s failed: %s", row.id, exc)
+            self._set_state(row.id, "error", "create failed; cleanup incomplete")
+            return
+        with self.sessions() as s:
+            s.delete(s.get(Sandbox, row.id))
+            s.commit()
+
+    def _insert(
+        self, org_id: str, sid: str, name: str, isolation: str, image: str, cpu: int, memory_mib: int, disk_mib: int,
+        req: CreateSandbox, extra: dict[str, Any],
+    ) -> Sandbox:  # fmt: skip
+        with self.sessions() as s:
+            if s.scalars(
+                select(Sandbox.id).where(Sandbox.organization_id == org_id, Sandbox.name == name)
+            ).first():
+                raise ApiError(ErrorCode.SANDBOX_NAME_CONFLICT, f"a sandbox named {name!r} already exists")
+            used = set(s.scalars(select(Sandbox.uid_slot)))
+            for _ in range(100):
+                slot = random.randint(1, UID_SLOTS)
+                if slot not in used:
+                    break
+            now = utcnow()
+            row = Sandbox(
+                id=sid, organization_id=org_id, name=name, state="creating", isolation=isolation, image=image,
+                cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=dict(req.env), labels=dict(req.labels),
+                user="root", uid_slot=slot, public=bool(req.public), network_block_all=bool(req.networkBlockAll),
+                extra=extra, created_at=now, updated_at=now,
+            )  # fmt: skip
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError as exc:
+                raise ApiError(
+                    ErrorCode.SANDBOX_NAME_CONFLICT, f"a sandbox named {name!r} already exists"
+                ) from exc
+            return row
+
+    def _set_state(self, sid: str, state: str, reason: str | None = None) -> Sandbox:
+        with self.sessions() as s:
+            row = s.get(Sandbox, sid)
+            if row is None:
+                raise ApiError(ErrorCode.SANDBOX_NOT_FOUND, f"sandbox {sid!r} not found")
+            row.state = state
+            row.error_reason = reason
+            row.updated_at = utcnow()
+            s.commit()
+            return row
+
+    def _spec(self, row: Sandbox) -> SandboxSpec:
+        return SandboxSpec(
+            id=row.id, hostname=_hostname(row.name), isolation=row.isolation, image=row.image, cpu=row.cpu,
+            memory_mib=row.memory_mib, disk_mib=row.disk_mib, env=dict(row.env),
+            uid_base=UID_BASE + row.uid_slot * 65536, pids_limit=self.settings.pids_limit,
+        )  # fmt: skip
+
+
+def _hostname(name: str) -> str:
+    h = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")
+    return h[:63] or "sandbox"
+
+
+def _check_range(field: str, value: int, low: int, high: int, unit: str) -> None:
+    if not low <= value <= high:
+        raise ApiError(
+            ErrorCode.INVALID_RESOURCES,
+            f"{field} must be between {low} and {high} {unit} on this host, got {value}",
+        )
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        offset = int(json.loads(raw)["o"])
+        if offset < 0:
+            raise ValueError
+        return offset
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "cursor: invalid") from exc

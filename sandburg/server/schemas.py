@@ -1,0 +1,173 @@
+"""Request and response models of the REST API (camelCase on the wire, Daytona's field names)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+Isolation = Literal["gvisor", "container"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VolumeMount(Strict):
+    volumeId: str
+    mountPath: str
+    subpath: str | None = None
+
+
+class BuildInfoIn(Strict):
+    dockerfileContent: str
+    contextHashes: list[str] | None = None
+
+
+class CreateSandbox(Strict):
+    """Body of POST /api/sandbox: Daytona's CreateSandbox plus sandburg's `image`, `isolation`, MiB sizes."""
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    image: str | None = Field(default=None, max_length=200)
+    snapshot: str | None = Field(default=None, max_length=200)
+    isolation: Isolation | None = None
+    user: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    cpu: StrictInt | None = None
+    gpu: StrictInt | None = None
+    memory: StrictInt | None = None
+    disk: StrictInt | None = None
+    memoryMiB: StrictInt | None = None
+    diskMiB: StrictInt | None = None
+    public: StrictBool | None = None
+    networkBlockAll: StrictBool | None = None
+    networkAllowList: str | None = None
+    domainAllowList: str | None = None
+    target: str | None = None
+    autoStopInterval: StrictInt | None = None
+    autoPauseInterval: StrictInt | None = None
+    autoArchiveInterval: StrictInt | None = None
+    autoDeleteInterval: StrictInt | None = None
+    ttlMinutes: StrictInt | None = None
+    volumes: list[VolumeMount] = Field(default_factory=list)
+    buildInfo: BuildInfoIn | None = None
+    # accepted for wire compatibility with Daytona's SDKs; not acted on yet
+    kvm: StrictBool | None = None
+    gpuType: list[str] | None = None
+    spot: StrictBool | None = None
+    outboundProxyUrl: str | None = None
+    otelEndpointOverride: str | None = None
+    queueTimeout: StrictInt | None = None
+    linkedSandbox: str | None = None
+    secrets: list[dict[str, str]] | None = None
+
+
+class SandboxOut(BaseModel):
+    """Daytona's Sandbox DTO (all its required fields) plus sandburg's additions."""
+
+    id: str
+    organizationId: str
+    name: str
+    user: str
+    env: dict[str, str]
+    labels: dict[str, str]
+    public: bool
+    networkBlockAll: bool
+    networkAllowList: str | None = None
+    domainAllowList: str | None = None
+    kvm: bool = False
+    target: str
+    cpu: int
+    gpu: int
+    memory: int
+    disk: int
+    state: str
+    desiredState: str | None = None
+    errorReason: str | None = None
+    recoverable: bool = False
+    snapshot: str
+    toolboxProxyUrl: str
+    autoStopInterval: int = 0
+    autoArchiveInterval: int = 0
+    autoDeleteInterval: int = -1
+    volumes: list[dict[str, Any]] = Field(default_factory=list)
+    createdAt: str
+    updatedAt: str
+    # sandburg
+    isolation: Isolation
+    image: str
+    memoryMiB: int
+    diskMiB: int
+
+
+class SandboxList(BaseModel):
+    items: list[SandboxOut]
+    nextCursor: str | None = None
+
+
+class Labels(Strict):
+    labels: dict[str, str]
+
+
+class ExecuteRequest(Strict):
+    command: str = Field(min_length=1, max_length=1 << 20)
+    cwd: str | None = None
+    envs: dict[str, str] | None = None
+    timeout: float | None = Field(default=None, gt=0, le=24 * 3600)
+
+
+class ExecuteResponse(BaseModel):
+    exitCode: int
+    result: str
+    stdout: str
+    stderr: str
+    truncated: bool = False
+    durationMs: float = 0
+
+
+class FileInfo(BaseModel):
+    name: str
+    path: str
+    isDir: bool
+    size: int
+    mode: str
+    permissions: str
+    modTime: str
+    owner: str
+    group: str
+    linkTarget: str | None = None
+
+
+class UploadResult(BaseModel):
+    path: str
+    size: int
+
+
+class UploadedFile(BaseModel):
+    path: str
+    bytes: int
+
+
+class BulkUploadResult(BaseModel):
+    files: list[UploadedFile]
+    errors: list[str]
+
+
+class DownloadRequest(Strict):
+    paths: list[str] = Field(min_length=1, max_length=1000)
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class ErrorOut(BaseModel):
+    statusCode: int
+    error: str
+    message: str
+    code: str
+    source: str
+    details: list[dict[str, Any]] | None = None

@@ -1,0 +1,32 @@
+"""Remove test data dirs left by test runs that died (their pid is gone): `python -m tests.cleanup`."""
+
+from __future__ import annotations
+
+import os
+
+from tests._support.host import TEST_ROOT, destroy
+
+
+def stale_dirs() -> list[str]:
+    out = []
+    try:
+        names = os.listdir(TEST_ROOT)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        parts = name.split("-")
+        if len(parts) >= 3 and parts[-2].isdigit():
+            pid = int(parts[-2])
+            if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                out.append(name)
+    return out
+
+
+def main() -> None:
+    for name in stale_dirs():
+        problems = destroy(os.path.join(TEST_ROOT, name), f"sandburg-test/{name}")
+        print(f"removed stale test data dir {name}" + (f" (left: {problems})" if problems else ""))
+
+
+if __name__ == "__main__":
+    main()
