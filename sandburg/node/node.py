@@ -16,7 +16,7 @@ import stat
 import threading
 from dataclasses import dataclass, field
 
-from . import cgroups, crash, idmap, priv, reaper, runtime_layer
+from . import cgroups, crash, idmap, priv, reaper, rootfs, runtime_layer
 from .agent_client import AgentClient, AgentUnavailable, wait_ready
 from .errors import AgentStartError, BundleError, MountError, NodeError, RuntimeError_
 from .images import ImageStore
@@ -90,8 +90,6 @@ class Node:
             rootfs=os.path.join(bundle, "rootfs"),
             layer=self.layer,
             run_dir=os.path.join(bundle, "run"),
-            etc_hosts=os.path.join(bundle, "hosts"),
-            etc_hostname=os.path.join(bundle, "hostname"),
         )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -102,6 +100,10 @@ class Node:
         if not self.store.is_subvolume(root):
             # The sandbox's root: a writable snapshot of the image, capped at its disk size (5 ms, no copy).
             self.store.snapshot(image, root, limit_bytes=spec.disk_mib * 1024 * 1024)
+            # Name resolution of its own hostname (sudo, many tools), written once into the sandbox's own root.
+            hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{spec.hostname}\n"
+            rootfs.write_file(root, "etc/hosts", hosts.encode())
+            rootfs.write_file(root, "etc/hostname", (spec.hostname + "\n").encode())
         crash.point("create.subvolume")
         return self.start(spec, _creating=True)
 
@@ -227,20 +229,14 @@ class Node:
     # -- steps ------------------------------------------------------------------------------------------------
     def _write_bundle(self, spec: SandboxSpec) -> tuple[str, BundlePaths]:
         bundle, paths = self.bundle_paths(spec.id)
-        rootfs = paths.rootfs if spec.isolation == CONTAINER else self.root_path(spec.id)
-        paths = BundlePaths(rootfs, paths.layer, paths.run_dir, paths.etc_hosts, paths.etc_hostname)
+        root = paths.rootfs if spec.isolation == CONTAINER else self.root_path(spec.id)
+        paths = BundlePaths(root, paths.layer, paths.run_dir)
         try:
             os.makedirs(paths.run_dir, mode=0o700, exist_ok=True)
             os.makedirs(os.path.join(bundle, "rootfs"), mode=0o700, exist_ok=True)
             # The agent (root inside = uid_base on the host in the container tier) must create its socket here.
             owner = spec.uid_base if spec.isolation == CONTAINER else 0
             os.chown(paths.run_dir, owner, owner)
-            with open(paths.etc_hosts, "w") as fh:
-                fh.write(
-                    f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{spec.hostname}\n"
-                )
-            with open(paths.etc_hostname, "w") as fh:
-                fh.write(spec.hostname + "\n")
             nofile = min(1048576, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
             config = build_config(
                 spec, paths, self.cgroup_path(spec.id), self.images.config(spec.image).env, nofile

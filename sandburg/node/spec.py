@@ -47,8 +47,6 @@ class BundlePaths:
     rootfs: str
     layer: str
     run_dir: str
-    etc_hosts: str
-    etc_hostname: str
 
 
 def memory_limit_bytes(spec: SandboxSpec) -> int:
@@ -76,8 +74,6 @@ def build_config(
         {"destination": MOUNT_POINT, "type": "bind", "source": paths.layer, "options": ["rbind", "ro", "nosuid", "nodev"]},
         # the agent's socket directory, the host's only way in
         {"destination": f"{MOUNT_POINT}/run", "type": "bind", "source": paths.run_dir, "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]},
-        {"destination": "/etc/hosts", "type": "bind", "source": paths.etc_hosts, "options": ["rbind", "rw", "nosuid", "nodev"]},
-        {"destination": "/etc/hostname", "type": "bind", "source": paths.etc_hostname, "options": ["rbind", "rw", "nosuid", "nodev"]},
     ]  # fmt: skip
     resources: dict[str, Any] = {
         "memory": {"limit": memory_limit_bytes(spec), "swap": memory_limit_bytes(spec)},

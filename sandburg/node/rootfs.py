@@ -1,0 +1,45 @@
+"""Writing into a sandbox's root from the host without following the sandbox's symlinks.
+
+A sandbox root is untrusted content: `/etc/hosts` inside it may be a symlink to a host file. Every component is
+opened relative to the previous one with O_NOFOLLOW, so a write lands inside the root or fails.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from .errors import BundleError
+
+
+def write_file(root: str, relpath: str, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to `root/relpath`; a symlink in the way is replaced by a regular file."""
+    parts = [p for p in relpath.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise BundleError("invalid path inside the sandbox root", path=relpath)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in parts[:-1]:
+            try:
+                nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(name, 0o755, dir_fd=fd)
+                nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            out = os.open(parts[-1], flags, mode, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            os.unlink(parts[-1], dir_fd=fd)  # a symlink: remove the link itself, never its target
+            out = os.open(parts[-1], flags | os.O_EXCL, mode, dir_fd=fd)
+        with os.fdopen(out, "wb") as fh:
+            fh.write(data)
+    except OSError as exc:
+        raise BundleError(
+            f"writing {relpath} into the sandbox root failed", path=root, detail=exc.strerror
+        ) from exc
+    finally:
+        os.close(fd)
