@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     RUNTIME_ERROR = "RUNTIME_ERROR"
     AGENT_UNAVAILABLE = "AGENT_UNAVAILABLE"
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+    PIDS_LIMIT_REACHED = "PIDS_LIMIT_REACHED"
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -73,6 +74,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.RUNTIME_ERROR: 500,
     ErrorCode.AGENT_UNAVAILABLE: 502,
     ErrorCode.NOT_IMPLEMENTED: 501,
+    ErrorCode.PIDS_LIMIT_REACHED: 503,
 }
 
 # Codes raised by the in-sandbox toolbox: reported with source DAYTONA_DAEMON so Daytona's SDKs map them.

@@ -30,7 +30,8 @@ SandburgError
     ├── DiskQuotaExceededError          507 DISK_QUOTA_EXCEEDED  } 5xx, but retrying can't help, so they
     ├── NotSupportedError               501 NOT_IMPLEMENTED      } are deliberately not ServerErrors
     └── ServerError                     5xx
-        └── AgentUnavailableError       AGENT_UNAVAILABLE
+        ├── AgentUnavailableError       AGENT_UNAVAILABLE
+        └── PidsLimitReachedError       503 PIDS_LIMIT_REACHED
 ```
 
 Which class an error answer becomes: :func:`error_class`, by ``code`` first (:data:`CODE_ERRORS`), then by
@@ -66,6 +67,7 @@ __all__ = [
     "NotSupportedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PidsLimitReachedError",
     "RateLimitError",
     "SandboxBusyError",
     "SandboxNameConflictError",
@@ -280,6 +282,10 @@ class AgentUnavailableError(ServerError):
     """502: the server could not reach the agent inside the sandbox."""
 
 
+class PidsLimitReachedError(ServerError):
+    """503: the sandbox is at its process limit, so nothing new can start in it; retry once processes end."""
+
+
 # The tables below come after every class they name.
 CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.BAD_REQUEST: BadRequestError,
@@ -307,6 +313,7 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.RUNTIME_ERROR: ServerError,
     ErrorCode.AGENT_UNAVAILABLE: AgentUnavailableError,
     ErrorCode.NOT_IMPLEMENTED: NotSupportedError,
+    ErrorCode.PIDS_LIMIT_REACHED: PidsLimitReachedError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 

@@ -84,6 +84,10 @@ def _serve(fd: int) -> None:
                 result = _answer(sock, reader, f[1])
             except (P.ProtocolError, ConnectionError):
                 break
+            except RuntimeError as exc:  # "can't start new thread": the sandbox is at its process limit
+                result = files.error_result(
+                    "PIDS_LIMIT_REACHED", f"the sandbox is at its process limit: {exc}"
+                )
             except Exception as exc:
                 result = files.error_result("INTERNAL_ERROR", f"{type(exc).__name__}: {exc}")
             sock.sendall(P.frame(P.RESULT, P.dumps(result)))
@@ -103,6 +107,19 @@ def _log(msg: str) -> None:
         pass
 
 
+def _refuse(fd: int) -> None:
+    """Answer a connection that cannot get a thread with PIDS_LIMIT_REACHED (its request stays unread)."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+    try:
+        sock.settimeout(1)
+        err = files.error_result("PIDS_LIMIT_REACHED", "the sandbox is at its process limit; try again later")
+        sock.sendall(P.frame(P.RESULT, P.dumps(err)))
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
 def _accept_loop(srv: _socket.socket) -> None:
     try:
         while True:
@@ -114,12 +131,8 @@ def _accept_loop(srv: _socket.socket) -> None:
                 continue
             try:
                 _thread.start_new_thread(_serve, (fd,))
-            except (
-                RuntimeError
-            ) as exc:  # no thread: the sandbox is at its pids limit (a fork bomb?); keep going
-                os.close(fd)
-                _log(f"cannot serve a connection: {exc}")
-                sleep(0.05)
+            except RuntimeError:  # no thread: the sandbox is at its pids limit (a fork bomb?); keep going
+                _refuse(fd)
     except BaseException as exc:
         _log(f"accept loop died: {type(exc).__name__}: {exc}")
         os._exit(1)

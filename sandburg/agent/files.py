@@ -29,6 +29,8 @@ ERRNO_CODES = {
     errno.EEXIST: "FILE_EXISTS",
     errno.ENOSPC: "DISK_QUOTA_EXCEEDED",
     errno.EDQUOT: "DISK_QUOTA_EXCEEDED",
+    errno.EFBIG: "DISK_QUOTA_EXCEEDED",
+    errno.EAGAIN: "PIDS_LIMIT_REACHED",  # fork/spawn refused: the sandbox is at its process limit
 }
 
 

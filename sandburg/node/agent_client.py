@@ -192,6 +192,19 @@ class AgentClient:
             raise
         return self._finish(conn, ftype, payload)
 
+    def close_threadsafe(self) -> None:
+        """Close the idle connections from any thread (each on its own event loop); the client is unusable after.
+
+        Never just drop a client with pooled connections: a transport collected by the GC while its socket object
+        is still attached closes the same fd number twice, and the second close can hit a file opened meanwhile
+        by another thread (seen as SQLite's "disk I/O error").
+        """
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            if not conn.loop.is_closed():
+                conn.loop.call_soon_threadsafe(conn.writer.close)
+
     async def close(self) -> None:
         """Close the idle connections; the client cannot be used afterwards."""
         self._closed = True

@@ -8,6 +8,7 @@ Works on cgroup v1 (this host: hybrid) and on a pure cgroup v2 host.
 from __future__ import annotations
 
 import os
+import signal
 
 ROOT = "/sys/fs/cgroup"
 
@@ -57,6 +58,29 @@ def death_reason(cgroup_path: str) -> str | None:
     if pids.get("max", 0) > 0:
         return "pids"
     return None
+
+
+def kill_all(path: str) -> int:
+    """SIGKILL every process in cgroup `path` (the runtime's own kill can fail once its control server is gone).
+
+    Returns how many processes were signalled."""
+    rel = path.strip("/")
+    procs_file = (
+        os.path.join(ROOT, rel, "cgroup.procs")
+        if is_v2()
+        else os.path.join(ROOT, "pids", rel, "cgroup.procs")
+    )
+    try:
+        with open(procs_file) as fh:
+            pids = [int(p) for p in fh.read().split()]
+    except OSError:
+        return 0
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
 
 
 def children(parent: str) -> set[str]:

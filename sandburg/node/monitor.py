@@ -61,9 +61,14 @@ class ExitMonitor:
                         pass
                     continue
                 with self._lock:
-                    entry = self._by_fd.pop(fd, None)
+                    entry = self._by_fd.get(fd)
                     if entry is None:
                         continue
+                    # A stale event: the fd reported readable may have been forgotten and its number reused by
+                    # a newer pidfd; only a pidfd whose process really ended is readable now.
+                    if not select.select([fd], [], [], 0)[0]:
+                        continue
+                    del self._by_fd[fd]
                     self._by_id.pop(entry[0], None)
                     self._poll.unregister(fd)
                     os.close(fd)

@@ -146,15 +146,20 @@ class Node:
 
     def stop(self, sid: str, isolation: str) -> None:
         """Stop the sandbox's processes and release its runtime resources; keep its root and bundle."""
-        self._drop_agent(sid)
         rt = self.runtimes[isolation]
         st = rt.state(sid)
         if st is not None:
-            pid = int(st.get("pid") or 0)
-            if st.get("status") in ("running", "created", "paused") or (pid and pid_alive(pid)):
-                rt.kill(sid, "KILL")
-                if pid and not wait_pid_exit(pid, 15):
-                    raise RuntimeError_("sandbox process did not exit after SIGKILL", path=str(pid))
+            pid = max(0, int(st.get("pid") or 0))
+            if st.get("status") in ("running", "created", "paused") or pid_alive(pid):
+                try:
+                    rt.kill(sid, "KILL")
+                except RuntimeError_:
+                    # e.g. runsc's control server already gone after a crash; the processes may linger anyway
+                    pass
+                if not wait_pid_exit(pid, 5):
+                    cgroups.kill_all(self.cgroup_path(sid))
+                    if not wait_pid_exit(pid, 10):
+                        raise RuntimeError_("sandbox process did not exit after SIGKILL", path=str(pid))
             crash.point("delete.kill")
             try:
                 rt.delete(sid)
@@ -166,6 +171,7 @@ class Node:
 
     def delete(self, sid: str, isolation: str) -> None:
         """Remove every trace of the sandbox: processes, runtime state, mounts, root, bundle, cgroups."""
+        self._drop_agent(sid)
         self.stop(sid, isolation)
         self.store.delete_subvolume(self.root_path(sid))
         crash.point("delete.subvolume")
@@ -193,7 +199,9 @@ class Node:
 
     def _drop_agent(self, sid: str) -> None:
         with self._agents_lock:
-            self._agents.pop(sid, None)
+            client = self._agents.pop(sid, None)
+        if client is not None:
+            client.close_threadsafe()
 
     def _socket_path(self, sid: str) -> str:
         _, paths = self.bundle_paths(sid)

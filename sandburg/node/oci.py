@@ -110,6 +110,8 @@ def runsc(state_root: str) -> OciRuntime:
 
 def wait_pid_exit(pid: int, timeout: float) -> bool:
     """Wait until `pid` has exited (it need not be our child). True if it is gone."""
+    if pid <= 0:  # runsc reports -1 for a sandbox that has stopped
+        return True
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -123,6 +125,8 @@ def wait_pid_exit(pid: int, timeout: float) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -78,16 +78,26 @@ class Sandbox(Base):
 
 def make_engine(db_path: str) -> Engine:
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
-    engine = create_engine(f"sqlite:///{db_path}", connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        f"sqlite:///{db_path}",
+        connect_args={"check_same_thread": False, "timeout": 30},
+        pool_size=20,  # lifecycle routes run in a 40-thread pool; each holds a connection only briefly
+        max_overflow=20,
+    )
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        cur.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint; WAL keeps it consistent
+        cur.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # WAL: a commit survives a process crash; fsync at checkpoints
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    # WAL (readers never block the writer) is a property of the database file: set it once, here. Setting it on
+    # every new connection races with other connections and fails with "disk I/O error".
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     return engine
 
 

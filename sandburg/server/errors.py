@@ -88,7 +88,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(req: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", req.method, req.url.path)
+        cause: BaseException | None = exc
+        while cause is not None and not hasattr(cause, "sqlite_errorname"):
+            cause = cause.__cause__ or cause.__context__
+        detail = f" (sqlite: {getattr(cause, 'sqlite_errorname', '')})" if cause is not None else ""
+        log.exception("unhandled error on %s %s%s", req.method, req.url.path, detail)
         return error_response(
             ErrorCode.INTERNAL_ERROR, f"internal error ({type(exc).__name__}); see the server log"
         )

@@ -302,9 +302,9 @@ class SandboxService:
                 row = s.get(Sandbox, sid)
             if row is None or row.state != "started":
                 return  # an exit we caused (stop/delete) or already handled
-            running, now_pid = self.node.is_running(sid, row.isolation)
-            if running and now_pid != pid:
-                return
+            running, _ = self.node.is_running(sid, row.isolation)
+            if running:
+                return  # still (or again) alive: nothing to do
             reason = self.node.death_reason(sid) or "exited"
             log.warning("sandbox %s stopped on its own (%s)", sid, reason)
             self._release(sid)

@@ -29,7 +29,7 @@ def new_data_dir(kind: str) -> tuple[str, str]:
     return data_dir, f"sandburg-test/{tag}"
 
 
-def test_node(data_dir: str, cgroup_parent: str) -> Node:
+def node_for(data_dir: str, cgroup_parent: str) -> Node:
     return Node(
         NodeConfig(
             data_dir=data_dir, cache_dir=CACHE_DIR, cgroup_parent=cgroup_parent, store_size_bytes=64 << 30
@@ -40,7 +40,7 @@ def test_node(data_dir: str, cgroup_parent: str) -> Node:
 def destroy(data_dir: str, cgroup_parent: str) -> list[str]:
     """Remove all sandboxes, mounts, cgroups and files of a test data dir. Returns what could not be removed."""
     problems: list[str] = []
-    node = test_node(data_dir, cgroup_parent)
+    node = node_for(data_dir, cgroup_parent)
     if priv.is_mountpoint(node.store.root):
         try:
             node.layer = "/nonexistent"  # collect needs no layer

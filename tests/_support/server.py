@@ -29,7 +29,10 @@ class ServerProcess:
         self.port = free_port()
         self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = os.path.join(data_dir, "server.log")
+        # kept outside the data dir, which is destroyed at the end: the log explains failures afterwards
+        logs = os.path.join(os.path.dirname(data_dir), "logs")
+        os.makedirs(logs, exist_ok=True)
+        self.log_path = os.path.join(logs, os.path.basename(data_dir) + ".log")
 
     @property
     def api_url(self) -> str:

@@ -19,7 +19,7 @@ import pytest
 from sandburg.node.agent_client import ExecResult
 from sandburg.node.node import Node
 from sandburg.node.spec import SandboxSpec
-from tests._support.host import IMAGES, destroy, new_data_dir, require_root, test_node
+from tests._support.host import IMAGES, destroy, new_data_dir, node_for, require_root
 
 TIERS = ["container", "gvisor"]
 
@@ -28,7 +28,7 @@ TIERS = ["container", "gvisor"]
 def node() -> Iterator[Node]:
     require_root()
     data_dir, cgroup_parent = new_data_dir("integration")
-    n = test_node(data_dir, cgroup_parent)
+    n = node_for(data_dir, cgroup_parent)
     try:
         n.prepare(IMAGES)
         yield n

@@ -435,7 +435,7 @@ def test_failed_upload_leaves_nothing_and_keeps_the_connection(agent: Agent) -> 
 def test_upload_failing_midway_removes_its_temp_file(own_agent: Agent) -> None:
     resource.prlimit(own_agent.proc.pid, resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
     err = agent_error(own_agent, lambda c: c.write_file("quota/f.bin", os.urandom(3 << 20)))
-    assert err.code == "INTERNAL_ERROR" and "too large" in err.message  # EFBIG
+    assert err.code == "DISK_QUOTA_EXCEEDED" and "too large" in err.message  # EFBIG
     assert upload_temps(own_agent.workdir) == []
     assert not (own_agent.workdir / "quota/f.bin").exists()
 

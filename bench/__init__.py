@@ -1,0 +1,1 @@
+"""sandburg's benchmark: `make bench` (or `.venv/bin/python bench/run.py --help`)."""

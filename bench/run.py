@@ -1,0 +1,252 @@
+"""sandburg benchmark: create→first exec, create, first exec, delete and exec round trip, per isolation tier.
+
+    .venv/bin/python bench/run.py [--runs 30] [--exec-runs 300] [--tiers container,gvisor] [--quick]
+                                  [--budget 900] [--api-url URL --api-key KEY]
+
+Starts its own server (`python -m sandburg.server`) on a throwaway data dir under the test root, and always
+removes it afterwards (sandboxes, mounts, cgroups, files) — unless --api-url points at a running server, in
+which case only the sandboxes this run made are deleted. Timings are taken on the client with the sync SDK.
+Prints the machine and a table; writes bench/results/latest.json and bench/results/<UTC timestamp>.json.
+Exit status: 0 when every phase ran (targets met or not), 1 on errors or leftovers, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import uuid
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.hostcheck import leftovers, other_servers, processes_using  # noqa: E402
+from bench.machine import format_machine, machine_info  # noqa: E402
+from bench.measure import IMAGE, Bench, Budget, TierResult  # noqa: E402
+from bench.stats import METRICS, PERCENTILE_METHOD, Summary, format_table, summarize  # noqa: E402
+from sandburg import Sandburg  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TIERS = ("container", "gvisor")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, help="recorded create→first exec runs per tier (default 30)")
+    ap.add_argument("--exec-runs", type=int, help="recorded exec round trips per tier (default 300)")
+    ap.add_argument("--warmup", type=int, default=5, help="create warm-up runs, not recorded (default 5)")
+    ap.add_argument("--exec-warmup", type=int, default=10, help="exec warm-ups, not recorded (default 10)")
+    ap.add_argument("--tiers", default=",".join(TIERS), help="comma-separated (default container,gvisor)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 5 runs / 50 execs per tier")
+    ap.add_argument("--budget", type=float, default=900, help="global time budget in seconds (default 900)")
+    ap.add_argument("--api-url", help="bench this running server instead of starting one")
+    ap.add_argument("--api-key", help="its API key (default: SANDBURG_API_KEY / credentials.json)")
+    args = ap.parse_args(argv)
+    args.runs = args.runs if args.runs is not None else (5 if args.quick else 30)
+    args.exec_runs = args.exec_runs if args.exec_runs is not None else (50 if args.quick else 300)
+    args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
+    bad = [t for t in args.tiers if t not in TIERS]
+    if bad or not args.tiers:
+        ap.error(f"--tiers takes a subset of {','.join(TIERS)}, got {bad or 'nothing'}")
+    for name in ("runs", "exec_runs", "warmup", "exec_warmup"):
+        if getattr(args, name) < 0:
+            ap.error(f"--{name.replace('_', '-')} must be >= 0")
+    if args.budget <= 0:
+        ap.error("--budget must be > 0")
+    return args
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks, so the host is cleaned up
+
+
+def run_bench(sb: Sandburg, args: argparse.Namespace, budget: Budget, report: dict[str, Any]) -> None:
+    health = sb.health()
+    report["server"]["version"] = health.version
+    bench = Bench(sb, budget, {"sandburg-bench": report["run_id"]}, log)
+    try:
+        for tier in args.tiers:
+            res = TierResult(tier)
+            report["tiers"][tier] = res
+            bench.create_phase(res, args.warmup, args.runs)
+            bench.exec_phase(res, args.exec_warmup, args.exec_runs)
+    finally:
+        try:
+            left = bench.sweep()
+            if left:
+                report["errors"].append(f"sandboxes still listed after the run, deleted: {left}")
+        except Exception as exc:
+            report["errors"].append(f"final sweep: {type(exc).__name__}: {exc}")
+
+
+def with_own_server(args: argparse.Namespace, budget: Budget, report: dict[str, Any]) -> None:
+    from tests._support.host import destroy, new_data_dir, require_root
+    from tests._support.server import ServerProcess
+
+    require_root()
+    data_dir, cgroup_parent = new_data_dir("bench")
+    srv = ServerProcess(data_dir, cgroup_parent)
+    report["server"].update(mode="own subprocess", data_dir=data_dir, cgroup_parent=cgroup_parent)
+    log(f"starting server on {srv.api_url} (data dir {data_dir}, log {srv.log_path})")
+    completed = False
+    try:
+        srv.start(wait=False)
+        srv.wait_ready(timeout=max(1.0, budget.remaining()))
+        assert srv.proc is not None
+        report["server"].update(pid=srv.proc.pid, api_url=srv.api_url)
+        note_neighbours(report, {os.getpid(), srv.proc.pid}, "at start")
+        with Sandburg(api_url=srv.api_url, api_key=srv.api_key, timeout=60) as sb:
+            try:
+                run_bench(sb, args, budget, report)
+            finally:
+                try:
+                    listed = [box.id for box in sb.list()]
+                    if listed:
+                        report["errors"].append(f"the server still lists sandboxes after the run: {listed}")
+                except Exception as exc:
+                    report["errors"].append(f"listing sandboxes after the run: {type(exc).__name__}: {exc}")
+        completed = True
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log("stopping the server and removing its data dir")
+        if srv.proc is not None and srv.proc.poll() is not None:
+            report["errors"].append(
+                f"the server exited on its own during the run, status {srv.proc.returncode}"
+            )
+        srv.stop()
+        running = processes_using(data_dir)  # sandboxes outlive a server stop by design: these were leaked
+        if running:
+            report["errors"].append(
+                f"processes of the data dir still running after the server stopped: {running}"
+            )
+        problems = destroy(data_dir, cgroup_parent) + leftovers(data_dir, cgroup_parent)
+        if problems:
+            report["errors"].append(f"cleanup left on the host: {problems}")
+        report["server"]["cleaned_up"] = not problems
+        if not completed or report["errors"] or any(res.errors for res in report["tiers"].values()):
+            report["server"]["log_tail"] = srv.tail(60)
+            report["server"]["log_path"] = srv.log_path  # kept to explain the failure
+        elif os.path.exists(srv.log_path):
+            os.remove(srv.log_path)
+
+
+def note_neighbours(report: dict[str, Any], exclude: set[int], when: str) -> None:
+    others = other_servers(exclude)
+    report["machine"][f"other_sandburg_processes_{when.replace(' ', '_')}"] = others
+    if others:
+        log(
+            f"warning: {len(others)} other sandburg server/test processes on this host {when}; timings are skewed:"
+        )
+        for line in others:
+            log(f"  {line}")
+
+
+def summaries(report: dict[str, Any]) -> list[Summary]:
+    rows: list[Summary] = []
+    for metric in METRICS:
+        for tier, res in report["tiers"].items():
+            rows.append(summarize(metric, tier, res.samples[metric]))
+    return rows
+
+
+def write_results(report: dict[str, Any], rows: list[Summary]) -> list[Path]:
+    out = dict(report)
+    out["tiers"] = {
+        tier: {"samples_ms": res.samples, "errors": res.errors, "notes": res.notes}
+        for tier, res in report["tiers"].items()
+    }
+    out["summary"] = [r.to_json() for r in rows]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    paths = [RESULTS / f"{report['started_utc'].replace('-', '').replace(':', '')}.json"]
+    if any(r.n for r in rows):  # a run that measured nothing must not replace the last real results
+        paths.append(RESULTS / "latest.json")
+    for path in paths:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    budget = Budget(args.budget)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    machine = machine_info(ROOT)
+    print(format_machine(machine))
+    print()
+    report: dict[str, Any] = {
+        "run_id": uuid.uuid4().hex[:12],
+        "started_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine,
+        "config": {
+            "image": IMAGE,
+            "tiers": args.tiers,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "exec_runs": args.exec_runs,
+            "exec_warmup": args.exec_warmup,
+            "budget_s": args.budget,
+            "quick": args.quick,
+            "client": "sandburg sync SDK (Sandburg), timings with time.perf_counter on the client",
+            "percentiles": PERCENTILE_METHOD,
+        },
+        "server": {},
+        "tiers": {},
+        "errors": [],
+    }
+    status = 0
+    try:
+        if args.api_url:
+            report["server"].update(mode="external", api_url=args.api_url)
+            with Sandburg(api_url=args.api_url, api_key=args.api_key, timeout=60) as sb:
+                run_bench(sb, args, budget, report)
+        else:
+            with_own_server(args, budget, report)
+    except (Exception, KeyboardInterrupt, SystemExit) as exc:
+        report["errors"].append(f"aborted: {type(exc).__name__}: {exc}")
+        status = 1
+    report["budget_exhausted"] = budget.exhausted
+    report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if report["server"].get("mode") != "external":  # there the benched server would count as a neighbour
+        note_neighbours(report, {os.getpid(), report["server"].get("pid", -1)}, "at end")
+    report["elapsed_s"] = round(args.budget - budget.remaining(), 1)
+    rows = summaries(report)
+    print(format_table(rows))
+    print(f"\npercentiles: {PERCENTILE_METHOD}; times in ms on the client (sync SDK)")
+    for tier, res in report["tiers"].items():
+        for note in res.notes:
+            print(f"note [{tier}]: {note}")
+        if res.errors:
+            status = 1
+            print(f"errors [{tier}]: {len(res.errors)}, first: {res.errors[0]}")
+    print(f"load avg at start {machine['loadavg_at_start']}, at end {report['machine']['loadavg_at_end']}")
+    busy = [k for k in report["machine"] if k.startswith("other_sandburg") and report["machine"][k]]
+    if busy:
+        print("WARNING: other sandburg servers / test runs were active on this host: timings are skewed")
+    if budget.exhausted:
+        print(f"time budget of {args.budget:g} s spent: results are partial")
+    for err in report["errors"]:
+        status = 1
+        print(f"error: {err}")
+    if "log_tail" in report["server"]:
+        print("server log (tail):\n" + report["server"]["log_tail"])
+    for path in write_results(report, rows):
+        print(f"wrote {path.relative_to(ROOT)}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

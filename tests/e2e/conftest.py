@@ -1,0 +1,73 @@
+"""End-to-end tests: a real `python -m sandburg.server` subprocess, driven through the SDK, CLI and raw HTTP.
+
+One server per test session on its own data dir, port and cgroup parent; every sandbox a test makes is deleted in
+a finalizer, and the session ends by checking that nothing of it is left on the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sandburg import Sandbox, Sandburg
+from tests._support.host import destroy, new_data_dir, node_for, require_root
+from tests._support.server import ServerProcess
+
+TIERS = ["container", "gvisor"]
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ServerProcess]:
+    require_root()
+    data_dir, cgroup_parent = new_data_dir("e2e")
+    # a low pids limit makes the fork-bomb tests quick; everything else keeps the defaults
+    srv = ServerProcess(data_dir, cgroup_parent, {"SANDBURG_PIDS_LIMIT": "256"})
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        leftover = node_for(data_dir, cgroup_parent).inventory().ids()
+        problems = destroy(data_dir, cgroup_parent)
+        assert not problems, problems
+        assert not leftover, f"sandboxes left on the host after the e2e session: {leftover}\n{srv.tail()}"
+
+
+@pytest.fixture(scope="session")
+def sb(server: ServerProcess) -> Iterator[Sandburg]:
+    with Sandburg(api_url=server.api_url, api_key=server.api_key) as client:
+        yield client
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=server.api_url + "/", headers={"Authorization": f"Bearer {server.api_key}"}, timeout=120
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def make_box(sb: Sandburg, request: pytest.FixtureRequest) -> Iterator[Callable[..., Sandbox]]:
+    made: list[Sandbox] = []
+
+    def make(**kw: Any) -> Sandbox:
+        kw.setdefault("image", "busybox")
+        kw.setdefault("labels", {})
+        kw["labels"] = {**kw["labels"], "test": request.node.name[:60]}
+        box = sb.create(**kw)
+        made.append(box)
+        return box
+
+    yield make
+    for box in made:
+        try:
+            box.delete()
+        except (
+            Exception
+        ) as exc:  # already deleted by the test is fine; anything else is reported by the leak check
+            if "not found" not in str(exc).lower():
+                print(f"cleanup of {box.id} failed: {exc}")

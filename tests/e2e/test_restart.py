@@ -1,0 +1,150 @@
+"""Restart safety: the store is the source of truth; running sandboxes survive a server restart, and a crash at
+any step of create or delete leaves nothing orphaned and nothing half-made."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from sandburg import Sandburg
+from sandburg.node import priv
+from tests._support.host import destroy, new_data_dir, node_for, require_root
+from tests._support.server import ServerProcess
+
+CREATE_STEPS = [
+    "create.row",
+    "create.subvolume",
+    "create.bundle",
+    "create.mount",
+    "create.runtime",
+    "create.agent",
+]
+DELETE_STEPS = [
+    "delete.row",
+    "delete.kill",
+    "delete.runtime",
+    "delete.umount",
+    "delete.subvolume",
+    "delete.bundle",
+]
+
+
+@pytest.fixture(scope="module")
+def own_server() -> Iterator[ServerProcess]:
+    """A server of this module's own, since these tests kill and restart it."""
+    require_root()
+    data_dir, cgroup_parent = new_data_dir("restart")
+    srv = ServerProcess(data_dir, cgroup_parent)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop()
+        problems = destroy(data_dir, cgroup_parent)
+        assert not problems, problems
+
+
+def client(srv: ServerProcess) -> Sandburg:
+    return Sandburg(api_url=srv.api_url, api_key=srv.api_key)
+
+
+def assert_consistent(srv: ServerProcess) -> set[str]:
+    """Host inventory == the store's rows, and no row is in a transitional state."""
+    with client(srv) as sb:
+        boxes = sb.list()
+    ids = {b.id for b in boxes}
+    assert all(b.state in ("started", "stopped", "error") for b in boxes), [(b.id, b.state) for b in boxes]
+    node = node_for(srv.data_dir, srv.cgroup_parent)
+    inv = node.inventory()
+    assert inv.subvolumes == ids, inv
+    assert inv.bundles == ids, inv
+    running = {b.id for b in boxes if b.state == "started"}
+    assert inv.containers["container"] | inv.containers["gvisor"] == running, inv
+    assert inv.cgroups <= running, inv
+    for mp in priv.mounts_under(os.path.join(srv.data_dir, "sandboxes")):
+        assert os.path.basename(os.path.dirname(mp)) in running, mp
+    return ids
+
+
+def test_running_sandboxes_survive_restart_and_kill9(own_server):
+    with client(own_server) as sb:
+        boxes = [sb.create(isolation=t, image="busybox") for t in ("container", "gvisor")]
+        for box in boxes:
+            box.process.exec("echo state > /workspace/f; sleep 1000 >/dev/null 2>&1 &")
+    try:
+        for stop in (own_server.stop, own_server.kill):
+            stop()
+            own_server.start()
+            assert_consistent(own_server)
+            with client(own_server) as sb:
+                for box in boxes:
+                    again = sb.get(box.id)
+                    assert again.state == "started"
+                    # the same processes, not a restarted sandbox: the background sleep is still there
+                    assert "sleep 1000" in again.process.exec("ps -o args").stdout
+                    assert again.fs.download_file("/workspace/f") == b"state\n"
+    finally:
+        with client(own_server) as sb:
+            for box in boxes:
+                sb.get(box.id).delete()
+
+
+def crash_during(srv: ServerProcess, step: str, action) -> None:
+    srv.stop()
+    srv.start(SANDBURG_CRASH_AT=step)
+    with pytest.raises(httpx.HTTPError):
+        with httpx.Client(
+            base_url=srv.api_url + "/", headers={"Authorization": f"Bearer {srv.api_key}"}
+        ) as http:
+            action(http)
+    assert srv.wait_exit(30) == 137, srv.tail()
+    srv.start()
+
+
+@pytest.mark.parametrize("step", CREATE_STEPS)
+def test_crash_during_create_leaves_nothing(own_server, step):
+    before = assert_consistent(own_server)
+    crash_during(
+        own_server,
+        step,
+        lambda http: http.post("sandbox", json={"image": "busybox", "isolation": "container"}, timeout=60),
+    )
+    assert assert_consistent(own_server) == before  # rolled back: nobody was told it exists
+
+
+@pytest.mark.parametrize("step", DELETE_STEPS)
+def test_crash_during_delete_finishes_the_delete(own_server, step):
+    with client(own_server) as sb:
+        box = sb.create(isolation="container", image="busybox")
+    crash_during(own_server, step, lambda http: http.delete(f"sandbox/{box.id}", timeout=60))
+    assert box.id not in assert_consistent(own_server)
+
+
+@pytest.mark.parametrize("step", ["create.runtime", "delete.kill"])
+def test_crash_with_gvisor(own_server, step):
+    before = assert_consistent(own_server)
+    if step.startswith("create"):
+        crash_during(
+            own_server,
+            step,
+            lambda http: http.post("sandbox", json={"image": "busybox", "isolation": "gvisor"}, timeout=60),
+        )
+    else:
+        with client(own_server) as sb:
+            box = sb.create(isolation="gvisor", image="busybox")
+        crash_during(own_server, step, lambda http: http.delete(f"sandbox/{box.id}", timeout=60))
+    assert assert_consistent(own_server) == before
+
+
+def test_crash_hook_is_refused_outside_test_mode(own_server):
+    env = own_server.env(SANDBURG_CRASH_AT="create.row")
+    env.pop("SANDBURG_TEST_MODE")
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sandburg.server"], env=env, capture_output=True, timeout=60)
+    assert r.returncode != 0
+    assert b"SANDBURG_CRASH_AT is a test hook" in r.stderr
