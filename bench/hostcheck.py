@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+
 
 def _cmdlines() -> dict[int, str]:
     out: dict[int, str] = {}
@@ -59,13 +61,36 @@ def mounts_under(path: str) -> list[str]:
     return found
 
 
+def cgroup_dirs(parent: str) -> list[str]:
+    """The directories of cgroup ``parent`` that exist, in the v2 root and in every v1 / hybrid hierarchy
+    (``unified``, ``systemd``, ``memory``, ...)."""
+    rel = parent.strip("/")
+    candidates = [os.path.join(CGROUP_ROOT, rel)]
+    try:
+        candidates += [os.path.join(CGROUP_ROOT, h, rel) for h in sorted(os.listdir(CGROUP_ROOT))]
+    except OSError:
+        pass
+    return [d for d in candidates if os.path.isdir(d) and not os.path.islink(d)]
+
+
+def remove_empty_cgroups(parent: str) -> list[str]:
+    """rmdir the cgroup ``parent`` and its children wherever they are empty (no processes); the ones removed."""
+    removed = []
+    for top in cgroup_dirs(parent):
+        for dirpath, _dirs, _files in os.walk(top, topdown=False):
+            try:
+                os.rmdir(dirpath)  # the kernel refuses a cgroup that still has processes or children
+                removed.append(dirpath)
+            except OSError:
+                pass
+    return removed
+
+
 def leftovers(data_dir: str, cgroup_parent: str) -> list[str]:
-    """Everything of a destroyed data dir still on the host: processes, mounts, the cgroup, files."""
+    """Everything of a destroyed data dir still on the host: processes, mounts, cgroups, files."""
     problems = [f"process {p}" for p in processes_using(data_dir)]
     problems += [f"mount {m}" for m in mounts_under(data_dir)]
-    cgroup = os.path.join("/sys/fs/cgroup", cgroup_parent)
-    if os.path.exists(cgroup):
-        problems.append(f"cgroup {cgroup}")
+    problems += [f"cgroup {d}" for d in cgroup_dirs(cgroup_parent)]
     if os.path.exists(data_dir):
         problems.append(f"dir {data_dir}")
     return problems

@@ -7,7 +7,8 @@ Starts its own server (`python -m sandburg.server`) on a throwaway data dir unde
 removes it afterwards (sandboxes, mounts, cgroups, files) — unless --api-url points at a running server, in
 which case only the sandboxes this run made are deleted. Timings are taken on the client with the sync SDK.
 Prints the machine and a table; writes bench/results/latest.json and bench/results/<UTC timestamp>.json.
-Exit status: 0 when every phase ran (targets met or not), 1 on errors or leftovers, 2 on bad arguments.
+Exit status: 0 when the run finished (targets met or not; partial if the time budget ran out), 1 on errors,
+an abort (SIGINT/SIGTERM also end in cleanup) or leftovers on the host, 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -27,10 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.hostcheck import leftovers, other_servers, processes_using  # noqa: E402
+from bench.hostcheck import (  # noqa: E402
+    leftovers,
+    other_servers,
+    processes_using,
+    remove_empty_cgroups,
+)
 from bench.machine import format_machine, machine_info  # noqa: E402
 from bench.measure import IMAGE, Bench, Budget, TierResult  # noqa: E402
-from bench.stats import METRICS, PERCENTILE_METHOD, Summary, format_table, summarize  # noqa: E402
+from bench.stats import METRICS, PERCENTILE_METHOD, Summary, drift, format_table, summarize  # noqa: E402
 from sandburg import Sandburg  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -131,7 +137,12 @@ def with_own_server(args: argparse.Namespace, budget: Budget, report: dict[str, 
             report["errors"].append(
                 f"processes of the data dir still running after the server stopped: {running}"
             )
-        problems = destroy(data_dir, cgroup_parent) + leftovers(data_dir, cgroup_parent)
+        problems = destroy(data_dir, cgroup_parent)
+        # destroy() skips the `unified` hierarchy of a cgroup v1/v2 hybrid host: remove what it left, and say so
+        swept = remove_empty_cgroups(cgroup_parent)
+        if swept:
+            report["warnings"].append(f"destroy() left empty cgroup dirs, removed by the bench: {swept}")
+        problems += leftovers(data_dir, cgroup_parent)
         if problems:
             report["errors"].append(f"cleanup left on the host: {problems}")
         report["server"]["cleaned_up"] = not problems
@@ -147,7 +158,7 @@ def note_neighbours(report: dict[str, Any], exclude: set[int], when: str) -> Non
     report["machine"][f"other_sandburg_processes_{when.replace(' ', '_')}"] = others
     if others:
         log(
-            f"warning: {len(others)} other sandburg server/test processes on this host {when}; timings are skewed:"
+            f"warning: {len(others)} other sandburg server/test processes on this host {when}; timings may be skewed:"
         )
         for line in others:
             log(f"  {line}")
@@ -171,7 +182,8 @@ def write_results(report: dict[str, Any], rows: list[Summary]) -> list[Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
     paths = [RESULTS / f"{report['started_utc'].replace('-', '').replace(':', '')}.json"]
-    if any(r.n for r in rows):  # a run that measured nothing must not replace the last real results
+    # an aborted run, or one that measured nothing, must not replace the last real results
+    if not report.get("aborted") and any(r.n for r in rows):
         paths.append(RESULTS / "latest.json")
     for path in paths:
         tmp = path.with_suffix(".json.tmp")
@@ -206,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "server": {},
         "tiers": {},
         "errors": [],
+        "warnings": [],
+        "aborted": False,
     }
     status = 0
     try:
@@ -217,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             with_own_server(args, budget, report)
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
         report["errors"].append(f"aborted: {type(exc).__name__}: {exc}")
+        report["aborted"] = True
         status = 1
     report["budget_exhausted"] = budget.exhausted
     report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -227,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     print(f"\npercentiles: {PERCENTILE_METHOD}; times in ms on the client (sync SDK)")
     for tier, res in report["tiers"].items():
+        for metric in ("create", "delete"):
+            d = drift(res.samples[metric])
+            if d is not None:
+                third = len(res.samples[metric]) // 3
+                print(
+                    f"drift [{tier}] {metric}: p50 of the first {third} runs {d[0]:.1f} ms, of the last {third} {d[1]:.1f} ms"
+                )
         for note in res.notes:
             print(f"note [{tier}]: {note}")
         if res.errors:
@@ -235,9 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load avg at start {machine['loadavg_at_start']}, at end {report['machine']['loadavg_at_end']}")
     busy = [k for k in report["machine"] if k.startswith("other_sandburg") and report["machine"][k]]
     if busy:
-        print("WARNING: other sandburg servers / test runs were active on this host: timings are skewed")
+        print("WARNING: other sandburg servers / test runs were active on this host: timings may be skewed")
     if budget.exhausted:
         print(f"time budget of {args.budget:g} s spent: results are partial")
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
     for err in report["errors"]:
         status = 1
         print(f"error: {err}")

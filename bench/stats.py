@@ -80,6 +80,14 @@ def summarize(metric: str, tier: str, samples: list[float]) -> Summary:
     )
 
 
+def drift(samples: list[float]) -> tuple[float, float] | None:
+    """p50 of the first and of the last third of the samples, in run order: shows a trend over the run."""
+    k = len(samples) // 3
+    if k < 2:
+        return None
+    return percentile(samples[:k], 50), percentile(samples[-k:], 50)
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
