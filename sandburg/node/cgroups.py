@@ -25,7 +25,7 @@ def controller_dirs(parent: str) -> list[str]:
     dirs = []
     for name in sorted(os.listdir(ROOT)):
         base = os.path.join(ROOT, name)
-        if name == "unified" or os.path.islink(base) or not os.path.isdir(base):
+        if os.path.islink(base) or not os.path.isdir(base):
             continue
         dirs.append(os.path.join(base, parent))
     return dirs

@@ -263,6 +263,11 @@ class SandboxService:
 
     def _reconcile_one(self, row: Sandbox) -> None:
         sid = row.id
+        root = self.node.root_path(sid)
+        if row.state not in ("creating", "destroying") and self.node.store.is_subvolume(root):
+            # the size limit lives in the store's quota tree: re-apply it (a store switched to simple quotas,
+            # or restored from a backup, has none)
+            self.node.store.limit(root, row.disk_mib * 1024 * 1024)
         if row.state in ("creating", "destroying"):
             # creating: nobody was told it exists — roll back; destroying: finish what was asked
             self.node.delete(sid, row.isolation)

@@ -52,6 +52,13 @@ def destroy(data_dir: str, cgroup_parent: str) -> list[str]:
         if r != 0:
             problems.append(f"umount {mp}")
     problems += cgroups.remove(cgroup_parent)
+    for d in cgroups.controller_dirs(
+        os.path.dirname(cgroup_parent)
+    ):  # the shared sandburg-test parent, once empty
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
     shutil.rmtree(data_dir, ignore_errors=True)
     if os.path.exists(data_dir):
         problems.append(f"rm {data_dir}")
