@@ -1,6 +1,8 @@
-"""sandburg benchmark: create→first exec, create, first exec, delete and exec round trip, per isolation tier.
+"""sandburg benchmark: create→first exec, create, first exec, delete and exec round trip, per isolation tier;
+then density: N concurrent creates/deletes and the idle memory of N sandboxes (bench/density.py).
 
     .venv/bin/python bench/run.py [--runs 30] [--exec-runs 300] [--tiers container,gvisor] [--quick]
+                                  [--no-density] [--density-count 20] [--idle-seconds 60]
                                   [--budget 900] [--api-url URL --api-key KEY]
 
 Starts its own server (`python -m sandburg.server`) on a throwaway data dir under the test root, and always
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.density import Density, DensityResult, DensityTarget  # noqa: E402
 from bench.hostcheck import (  # noqa: E402
     leftovers,
     other_servers,
@@ -36,10 +38,10 @@ from bench.hostcheck import (  # noqa: E402
 )
 from bench.machine import format_machine, machine_info  # noqa: E402
 from bench.measure import IMAGE, Bench, Budget, TierResult  # noqa: E402
-from bench.stats import METRICS, PERCENTILE_METHOD, Summary, drift, format_table, summarize  # noqa: E402
+from bench.report import print_density, print_latency, summaries, write_results  # noqa: E402
+from bench.stats import PERCENTILE_METHOD  # noqa: E402
 from sandburg import Sandburg  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 TIERS = ("container", "gvisor")
 
 
@@ -55,16 +57,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--exec-warmup", type=int, default=10, help="exec warm-ups, not recorded (default 10)")
     ap.add_argument("--tiers", default=",".join(TIERS), help="comma-separated (default container,gvisor)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 5 runs / 50 execs per tier")
+    ap.add_argument("--density", action=argparse.BooleanOptionalAction, default=True, help="density pass")
+    ap.add_argument("--density-count", type=int, help="concurrent sandboxes per tier (default 20, --quick 4)")
+    ap.add_argument(
+        "--idle-seconds", type=float, help="idle time before reading memory (default 60, --quick 5)"
+    )
     ap.add_argument("--budget", type=float, default=900, help="global time budget in seconds (default 900)")
     ap.add_argument("--api-url", help="bench this running server instead of starting one")
     ap.add_argument("--api-key", help="its API key (default: SANDBURG_API_KEY / credentials.json)")
     args = ap.parse_args(argv)
     args.runs = args.runs if args.runs is not None else (5 if args.quick else 30)
     args.exec_runs = args.exec_runs if args.exec_runs is not None else (50 if args.quick else 300)
+    args.density_count = args.density_count if args.density_count is not None else (4 if args.quick else 20)
+    args.idle_seconds = args.idle_seconds if args.idle_seconds is not None else (5 if args.quick else 60)
     args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
     bad = [t for t in args.tiers if t not in TIERS]
     if bad or not args.tiers:
         ap.error(f"--tiers takes a subset of {','.join(TIERS)}, got {bad or 'nothing'}")
+    if not 1 <= args.density_count <= 200 or not 0 <= args.idle_seconds <= 3600:
+        ap.error("--density-count takes 1..200, --idle-seconds 0..3600")
     for name in ("runs", "exec_runs", "warmup", "exec_warmup"):
         if getattr(args, name) < 0:
             ap.error(f"--{name.replace('_', '-')} must be >= 0")
@@ -77,16 +88,24 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks, so the host is cleaned up
 
 
-def run_bench(sb: Sandburg, args: argparse.Namespace, budget: Budget, report: dict[str, Any]) -> None:
+def run_bench(
+    sb: Sandburg, args: argparse.Namespace, budget: Budget, report: dict[str, Any], target: DensityTarget
+) -> None:
     health = sb.health()
     report["server"]["version"] = health.version
-    bench = Bench(sb, budget, {"sandburg-bench": report["run_id"]}, log)
+    labels = {"sandburg-bench": report["run_id"]}
+    bench = Bench(sb, budget, labels, log)
     try:
         for tier in args.tiers:
             res = TierResult(tier)
             report["tiers"][tier] = res
             bench.create_phase(res, args.warmup, args.runs)
             bench.exec_phase(res, args.exec_warmup, args.exec_runs)
+        # after every latency phase: a burst of creates and deletes leaves work behind (btrfs cleaner)
+        density = Density(target, budget, labels, log)
+        for tier in args.tiers if args.density else []:
+            report["density"][tier] = DensityResult(tier, args.density_count)
+            density.run(report["density"][tier], args.idle_seconds)
     finally:
         try:
             left = bench.sweep()
@@ -112,9 +131,14 @@ def with_own_server(args: argparse.Namespace, budget: Budget, report: dict[str, 
         assert srv.proc is not None
         report["server"].update(pid=srv.proc.pid, api_url=srv.api_url)
         note_neighbours(report, {os.getpid(), srv.proc.pid}, "at start")
+        target = DensityTarget(
+            lambda: Sandburg(api_url=srv.api_url, api_key=srv.api_key, timeout=60),
+            cgroup_parent,
+            srv.proc.pid,
+        )
         with Sandburg(api_url=srv.api_url, api_key=srv.api_key, timeout=60) as sb:
             try:
-                run_bench(sb, args, budget, report)
+                run_bench(sb, args, budget, report, target)
             finally:
                 try:
                     listed = [box.id for box in sb.list()]
@@ -146,7 +170,8 @@ def with_own_server(args: argparse.Namespace, budget: Budget, report: dict[str, 
         if problems:
             report["errors"].append(f"cleanup left on the host: {problems}")
         report["server"]["cleaned_up"] = not problems
-        if not completed or report["errors"] or any(res.errors for res in report["tiers"].values()):
+        failed = [r.errors for r in (*report["tiers"].values(), *report["density"].values()) if r.errors]
+        if not completed or report["errors"] or failed:
             report["server"]["log_tail"] = srv.tail(60)
             report["server"]["log_path"] = srv.log_path  # kept to explain the failure
         elif os.path.exists(srv.log_path):
@@ -162,34 +187,6 @@ def note_neighbours(report: dict[str, Any], exclude: set[int], when: str) -> Non
         )
         for line in others:
             log(f"  {line}")
-
-
-def summaries(report: dict[str, Any]) -> list[Summary]:
-    rows: list[Summary] = []
-    for metric in METRICS:
-        for tier, res in report["tiers"].items():
-            rows.append(summarize(metric, tier, res.samples[metric]))
-    return rows
-
-
-def write_results(report: dict[str, Any], rows: list[Summary]) -> list[Path]:
-    out = dict(report)
-    out["tiers"] = {
-        tier: {"samples_ms": res.samples, "errors": res.errors, "notes": res.notes}
-        for tier, res in report["tiers"].items()
-    }
-    out["summary"] = [r.to_json() for r in rows]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
-    paths = [RESULTS / f"{report['started_utc'].replace('-', '').replace(':', '')}.json"]
-    # an aborted run, or one that measured nothing, must not replace the last real results
-    if not report.get("aborted") and any(r.n for r in rows):
-        paths.append(RESULTS / "latest.json")
-    for path in paths:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "exec_runs": args.exec_runs,
             "exec_warmup": args.exec_warmup,
+            "density": args.density,
+            "density_count": args.density_count,
+            "idle_seconds": args.idle_seconds,
             "budget_s": args.budget,
             "quick": args.quick,
             "client": "sandburg sync SDK (Sandburg), timings with time.perf_counter on the client",
@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "server": {},
         "tiers": {},
+        "density": {},
         "errors": [],
         "warnings": [],
         "aborted": False,
@@ -225,8 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.api_url:
             report["server"].update(mode="external", api_url=args.api_url)
+            # the sandboxes' cgroups and MemAvailable are only meaningful when that server runs on this host
+            target = DensityTarget(
+                lambda: Sandburg(api_url=args.api_url, api_key=args.api_key, timeout=60),
+                os.environ.get("SANDBURG_CGROUP_PARENT", "sandburg"),
+                None,
+            )
             with Sandburg(api_url=args.api_url, api_key=args.api_key, timeout=60) as sb:
-                run_bench(sb, args, budget, report)
+                run_bench(sb, args, budget, report, target)
         else:
             with_own_server(args, budget, report)
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
@@ -239,21 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         note_neighbours(report, {os.getpid(), report["server"].get("pid", -1)}, "at end")
     report["elapsed_s"] = round(args.budget - budget.remaining(), 1)
     rows = summaries(report)
-    print(format_table(rows))
-    print(f"\npercentiles: {PERCENTILE_METHOD}; times in ms on the client (sync SDK)")
-    for tier, res in report["tiers"].items():
-        for metric in ("create", "delete"):
-            d = drift(res.samples[metric])
-            if d is not None:
-                third = len(res.samples[metric]) // 3
-                print(
-                    f"drift [{tier}] {metric}: p50 of the first {third} runs {d[0]:.1f} ms, of the last {third} {d[1]:.1f} ms"
-                )
-        for note in res.notes:
-            print(f"note [{tier}]: {note}")
-        if res.errors:
-            status = 1
-            print(f"errors [{tier}]: {len(res.errors)}, first: {res.errors[0]}")
+    print_latency(report, rows)
+    if report["density"]:
+        print_density(report["density"])
+    if any(r.errors for r in (*report["tiers"].values(), *report["density"].values())):
+        status = 1
     print(f"load avg at start {machine['loadavg_at_start']}, at end {report['machine']['loadavg_at_end']}")
     busy = [k for k in report["machine"] if k.startswith("other_sandburg") and report["machine"][k]]
     if busy:

@@ -10,13 +10,17 @@ with Sandburg() as sb:                       # SANDBURG_API_URL / SANDBURG_API_K
     box.delete()
 ```
 
+:class:`AsyncSandburg` is the same client for asyncio (``async with AsyncSandburg() as sb:``, then ``await``
+each call); both share one I/O-free core.
+
 Only the names in ``__all__`` are public; the ``_``-prefixed modules may change without notice. Importing
 this package never imports the server or the node runtime.
 """
 
-from ._client import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, FileSystem, Process, Sandbox, Sandburg
+from ._async_client import AsyncFileSystem, AsyncProcess, AsyncSandbox, AsyncSandburg
+from ._client import FileSystem, Process, Sandbox, Sandburg
 from ._config import ClientConfig, resolve_config
-from ._core import parse_size_mib
+from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, parse_size_mib
 from ._errors import (
     AgentUnavailableError,
     APIError,
@@ -30,6 +34,7 @@ from ._errors import (
     FileAccessDeniedError,
     FileExistsInSandboxError,
     FileNotFoundInSandboxError,
+    GoneError,
     ImageNotFoundError,
     InvalidPathError,
     InvalidResourcesError,
@@ -47,6 +52,9 @@ from ._errors import (
     SandburgError,
     SandburgTimeoutError,
     ServerError,
+    SessionEndedError,
+    SessionExistsError,
+    SessionNotFoundError,
     UnexpectedResponseError,
     UnprocessableError,
 )
@@ -58,6 +66,10 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "APIError",
     "AgentUnavailableError",
+    "AsyncFileSystem",
+    "AsyncProcess",
+    "AsyncSandbox",
+    "AsyncSandburg",
     "AuthenticationError",
     "BadRequestError",
     "ClientConfig",
@@ -71,6 +83,7 @@ __all__ = [
     "FileExistsInSandboxError",
     "FileInfo",
     "FileNotFoundInSandboxError",
+    "GoneError",
     "FileSystem",
     "HealthInfo",
     "ImageNotFoundError",
@@ -95,6 +108,9 @@ __all__ = [
     "SandburgError",
     "SandburgTimeoutError",
     "ServerError",
+    "SessionEndedError",
+    "SessionExistsError",
+    "SessionNotFoundError",
     "UnexpectedResponseError",
     "UnprocessableError",
     "UploadResult",

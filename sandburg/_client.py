@@ -1,27 +1,30 @@
-"""The synchronous client: a thin I/O shell over ``sandburg._core`` and ``httpx.Client``."""
+"""The synchronous client: a thin I/O shell over ``sandburg._core`` and ``httpx.Client``.
+
+``sandburg._async_client`` mirrors it name for name (same signatures and docstrings, ``async`` where this one
+does I/O; tests/unit/test_sdk_parity.py checks it). To add a method, put its request building and answer
+parsing in ``_core`` / ``_models``, then add a thin method here and its twin there.
+"""
 
 from __future__ import annotations
 
 import builtins
-import io
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final
+from typing import IO, Any
 
 import httpx
 
 from . import _core as core
+from . import _localfs
 from ._config import resolve_config
+from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
 from ._models import (
     ExecResult,
     FileInfo,
     HealthInfo,
     SandboxInfo,
-    SandboxState,
     UploadResult,
     file_list_from_json,
     labels_from_json,
@@ -29,16 +32,6 @@ from ._models import (
 from ._version import __version__
 
 __all__ = ["DEFAULT_CREATE_TIMEOUT", "DEFAULT_TIMEOUT", "FileSystem", "Process", "Sandbox", "Sandburg"]
-
-DEFAULT_TIMEOUT: Final = 60.0
-"""Seconds the client waits for a connection and for each read or write of an ordinary request."""
-
-DEFAULT_CREATE_TIMEOUT: Final = 300.0
-"""Seconds :meth:`Sandburg.create` and :meth:`Sandbox.start` wait: both answer once the sandbox runs."""
-
-_CHUNK: Final = 1 << 20
-
-UploadData = bytes | bytearray | memoryview | IO[bytes]
 
 
 class Sandburg:
@@ -73,39 +66,24 @@ class Sandburg:
 
     def _send(self, request: core.Request, upload: bytes | IO[bytes] | None = None) -> Any:
         """Send ``request`` and return its decoded JSON answer, or raise the mapped error."""
-        files = None
-        if request.upload is not None and upload is not None:
-            field, filename = request.upload
-            files = {field: (filename, upload, "application/octet-stream")}
         try:
-            response = self._http.request(
-                request.method,
-                request.path,
-                params=list(request.params) or None,
-                json=request.json,
-                files=files,
-                timeout=core.http_timeout(self._http.timeout, request.timeout),
-            )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            response = self._http.send(core.build_http_request(self._http, request, upload))
+        except core.TRANSPORT_ERRORS as exc:
             raise core.error_from_transport(exc) from exc
-        core.raise_for_status(response.status_code, response.content)
-        return core.decode_json(response.status_code, response.content)
+        return core.json_answer(response.status_code, response.content)
 
     @contextmanager
     def _stream(self, request: core.Request) -> Iterator[httpx.Response]:
         """Send ``request`` and yield the successful answer unread, for streaming its body."""
         try:
-            with self._http.stream(
-                request.method,
-                request.path,
-                params=list(request.params) or None,
-                timeout=core.http_timeout(self._http.timeout, request.timeout),
-            ) as response:
+            response = self._http.send(core.build_http_request(self._http, request), stream=True)
+            try:
                 if not response.is_success:
-                    response.read()
-                    core.raise_for_status(response.status_code, response.content)
+                    core.raise_for_status(response.status_code, response.read())
                 yield response
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            finally:
+                response.close()
+        except core.TRANSPORT_ERRORS as exc:
             raise core.error_from_transport(exc) from exc
 
     def _sandbox(self, data: Any) -> Sandbox:
@@ -163,8 +141,7 @@ class Sandburg:
         ``labels`` must all match; ``state`` is one state or several (any matches); ``limit`` caps the
         number returned (default: all of them).
         """
-        states = () if state is None else (state,) if isinstance(state, str) else tuple(state)
-        pager = core.SandboxPager(labels=labels, states=states, name=name, limit=limit)
+        pager = core.SandboxPager(labels=labels, states=core.states_filter(state), name=name, limit=limit)
         while (request := pager.next_request()) is not None:
             pager.feed(self._send(request))
         return [Sandbox(self, info) for info in pager.items]
@@ -192,7 +169,7 @@ class Sandburg:
         return f"Sandburg(api_url={self.api_url!r})"
 
 
-class Sandbox(SandboxInfo):
+class Sandbox(core.SandboxBase):
     """A sandbox: its last known :class:`SandboxInfo` fields plus the operations on it.
 
     Lifecycle calls update the fields in place from the server's answer; :meth:`refresh` re-reads them.
@@ -209,13 +186,6 @@ class Sandbox(SandboxInfo):
         self._update(info)
         self.process = Process(client, self)
         self.fs = FileSystem(client, self)
-
-    def _update(self, info: SandboxInfo) -> None:
-        for name in SandboxInfo.__dataclass_fields__:
-            setattr(self, name, getattr(info, name))
-
-    def _apply(self, data: Any) -> None:
-        self._update(SandboxInfo.from_json(data))
 
     def refresh(self) -> None:
         """Re-read the sandbox's fields (state, labels, ...) from the server."""
@@ -237,11 +207,6 @@ class Sandbox(SandboxInfo):
         """Replace all of the sandbox's labels and return the labels the server stored."""
         self.labels = labels_from_json(self._client._send(core.set_labels_request(self.id, labels)))
         return self.labels
-
-    @property
-    def is_running(self) -> bool:
-        """Whether the last known state is ``started``."""
-        return self.state == SandboxState.STARTED
 
 
 class Process:
@@ -281,14 +246,9 @@ class FileSystem:
         ``data`` is bytes or a binary file object, which is streamed from its beginning. To send a
         local file by name use :meth:`upload_local`.
         """
-        if isinstance(data, str | os.PathLike):
-            raise TypeError("upload_file takes bytes or a binary file; use upload_local() for a local path")
-        if isinstance(data, io.TextIOBase):
-            raise TypeError("upload_file needs a file opened in binary mode ('rb')")
-        if isinstance(data, bytearray | memoryview):
-            data = bytes(data)
+        content = core.upload_content(data)
         request = core.upload_request(self._sandbox.id, remote_path)
-        return UploadResult.from_json(self._client._send(request, upload=data))
+        return UploadResult.from_json(self._client._send(request, upload=content))
 
     def upload_local(self, local_path: str | os.PathLike[str], remote_path: str) -> UploadResult:
         """Stream the local file ``local_path`` to ``remote_path`` in the sandbox."""
@@ -306,22 +266,13 @@ class FileSystem:
         The data goes to a temporary file next to ``local_path``, renamed into place once complete, so a
         failed download never leaves a truncated file behind.
         """
-        target = Path(local_path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        try:
-            written = 0
-            with os.fdopen(fd, "wb") as out:
-                request = core.download_request(self._sandbox.id, remote_path)
-                with self._client._stream(request) as response:
-                    for chunk in response.iter_bytes(_CHUNK):
-                        out.write(chunk)
-                        written += len(chunk)
-            # mkstemp makes the file 0600; give it what an ordinary download would get
-            os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        written = 0
+        with _localfs.atomic_write(local_path) as out:
+            request = core.download_request(self._sandbox.id, remote_path)
+            with self._client._stream(request) as response:
+                for chunk in response.iter_bytes(core.CHUNK_SIZE):
+                    out.write(chunk)
+                    written += len(chunk)
         return written
 
     def list(self, path: str) -> builtins.list[FileInfo]:

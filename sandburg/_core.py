@@ -1,20 +1,22 @@
-"""The I/O-free half of the SDK, shared by the sync client and the (future) async one.
+"""The I/O-free half of the SDK, shared by the sync client (``_client``) and the async one (``_async_client``).
 
-It turns calls into :class:`Request` values, answer bodies into JSON for the models' ``from_json``
-(``sandburg._models``), and error answers or transport failures into the exception tree of
-``sandburg._errors``. Nothing here opens a socket or a file: the clients only send the :class:`Request`
-and hand the status and body back.
+It turns calls into :class:`Request` values (and those into ``httpx.Request``), answer bodies into JSON for
+the models' ``from_json`` (``sandburg._models``), and error answers or transport failures into the exception
+tree of ``sandburg._errors``; :class:`SandboxBase` holds what both ``Sandbox`` classes know. Nothing here opens
+a socket or a file: the clients only send the request, hand the status and body back, and decide nothing else.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
-from typing import Any, Final
+from typing import IO, Any, Final
 from urllib.parse import quote
 
 import httpx
@@ -28,7 +30,18 @@ from ._errors import (
     UnexpectedResponseError,
     error_class,
 )
-from ._models import SandboxInfo
+from ._models import SandboxInfo, SandboxState
+
+DEFAULT_TIMEOUT: Final = 60.0
+"""Seconds the client waits for a connection and for each read or write of an ordinary request."""
+
+DEFAULT_CREATE_TIMEOUT: Final = 300.0
+"""Seconds :meth:`Sandburg.create` and :meth:`Sandbox.start` wait: both answer once the sandbox runs."""
+
+CHUNK_SIZE: Final = 1 << 20
+"""Bytes per chunk when a client streams a download into a local file."""
+
+UploadData = bytes | bytearray | memoryview | IO[bytes]
 
 # ---------------------------------------------------------------------------------------------- requests
 
@@ -76,6 +89,42 @@ def http_timeout(default: httpx.Timeout, override: Timeout) -> httpx.Timeout:
     if isinstance(override, _UseClientDefault):
         return default
     return httpx.Timeout(connect=default.connect, read=override, write=default.write, pool=default.pool)
+
+
+def build_http_request(
+    http: httpx.Client | httpx.AsyncClient, request: Request, upload: bytes | IO[bytes] | None = None
+) -> httpx.Request:
+    """The ``httpx.Request`` for ``request`` on either client; building it does no I/O.
+
+    ``upload`` is the content of the multipart file that ``request.upload`` names: bytes, or a binary file
+    object that httpx reads in chunks, from its beginning, while it sends.
+    """
+    files = None
+    if request.upload is not None and upload is not None:
+        field, filename = request.upload
+        files = {field: (filename, upload, "application/octet-stream")}
+    return http.build_request(
+        request.method,
+        request.path,
+        params=list(request.params) or None,
+        json=request.json,
+        files=files,
+        timeout=http_timeout(http.timeout, request.timeout),
+    )
+
+
+def upload_content(data: UploadData) -> bytes | IO[bytes]:
+    """Check what ``fs.upload_file`` was given: bytes-like (returned as bytes) or a binary file object.
+
+    Raises ``TypeError`` for a path (that is ``upload_local``'s job) and for a file opened in text mode.
+    """
+    if isinstance(data, str | os.PathLike):
+        raise TypeError("upload_file takes bytes or a binary file; use upload_local() for a local path")
+    if isinstance(data, io.TextIOBase):
+        raise TypeError("upload_file needs a file opened in binary mode ('rb')")
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    return data
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
@@ -169,6 +218,11 @@ def create_request(
         "labels": _str_map("labels", labels),
     }
     return Request("POST", "/sandbox", json={k: v for k, v in body.items() if v is not None}, timeout=timeout)
+
+
+def states_filter(state: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The ``states`` to list from ``Sandburg.list``'s ``state``: one state, several, or None for all."""
+    return () if state is None else (state,) if isinstance(state, str) else tuple(state)
 
 
 def list_request(
@@ -344,6 +398,29 @@ def decode_json(status_code: int, content: bytes) -> Any:
         ) from exc
 
 
+def json_answer(status_code: int, content: bytes) -> Any:
+    """The decoded JSON of a 2xx answer; raises the mapped :class:`APIError` for any other status."""
+    raise_for_status(status_code, content)
+    return decode_json(status_code, content)
+
+
+class SandboxBase(SandboxInfo):
+    """What ``Sandbox`` and ``AsyncSandbox`` share: the last known fields, updated in place from answers."""
+
+    def _update(self, info: SandboxInfo) -> None:
+        for name in SandboxInfo.__dataclass_fields__:
+            setattr(self, name, getattr(info, name))
+
+    def _apply(self, data: Any) -> None:
+        """Take in a decoded ``Sandbox`` answer."""
+        self._update(SandboxInfo.from_json(data))
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the last known state is ``started``."""
+        return self.state == SandboxState.STARTED
+
+
 # ------------------------------------------------------------------------------------------------ errors
 
 
@@ -375,6 +452,10 @@ def raise_for_status(status_code: int, content: bytes) -> None:
     """Raise the mapped :class:`APIError` unless the status is 2xx."""
     if not 200 <= status_code < 300:
         raise error_from_response(status_code, content)
+
+
+TRANSPORT_ERRORS: Final = (httpx.HTTPError, httpx.InvalidURL)
+"""What httpx raises when there is no usable answer; the clients pass it to :func:`error_from_transport`."""
 
 
 def error_from_transport(exc: httpx.HTTPError | httpx.InvalidURL) -> SandburgError:

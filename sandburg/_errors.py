@@ -16,13 +16,17 @@ SandburgError
     ├── NotFoundError                   404
     │   ├── SandboxNotFoundError        SANDBOX_NOT_FOUND
     │   ├── ImageNotFoundError          IMAGE_NOT_FOUND
-    │   └── FileNotFoundInSandboxError  FILE_NOT_FOUND
+    │   ├── FileNotFoundInSandboxError  FILE_NOT_FOUND
+    │   └── SessionNotFoundError        SESSION_NOT_FOUND, COMMAND_NOT_FOUND, PTY_NOT_FOUND
     ├── ExecTimeoutError                408 PROCESS_EXECUTION_TIMEOUT (also a builtin TimeoutError)
-    ├── ConflictError                   409
+    ├── ConflictError                   409, DIRECTORY_NOT_EMPTY
     │   ├── SandboxNameConflictError    SANDBOX_NAME_CONFLICT
     │   ├── SandboxNotRunningError      SANDBOX_NOT_RUNNING
     │   ├── SandboxBusyError            SANDBOX_BUSY
-    │   └── FileExistsInSandboxError    FILE_EXISTS
+    │   ├── FileExistsInSandboxError    FILE_EXISTS
+    │   └── SessionExistsError          SESSION_EXISTS
+    ├── GoneError                       410
+    │   └── SessionEndedError           SESSION_ENDED, COMMAND_ALREADY_COMPLETED
     ├── PayloadTooLargeError            413
     ├── UnprocessableError              422
     │   └── InvalidResourcesError       INVALID_RESOURCES
@@ -60,6 +64,7 @@ __all__ = [
     "FileAccessDeniedError",
     "FileExistsInSandboxError",
     "FileNotFoundInSandboxError",
+    "GoneError",
     "ImageNotFoundError",
     "InvalidPathError",
     "InvalidResourcesError",
@@ -77,6 +82,9 @@ __all__ = [
     "SandburgError",
     "SandburgTimeoutError",
     "ServerError",
+    "SessionEndedError",
+    "SessionExistsError",
+    "SessionNotFoundError",
     "UnexpectedResponseError",
     "UnprocessableError",
 ]
@@ -270,6 +278,22 @@ class DiskQuotaExceededError(APIError):
     """507: the sandbox's disk quota is exhausted."""
 
 
+class SessionNotFoundError(NotFoundError):
+    """404: no such session, session command or terminal in the sandbox."""
+
+
+class SessionExistsError(ConflictError):
+    """409: a session with this id already exists in the sandbox."""
+
+
+class GoneError(APIError):
+    """410: the thing addressed existed but has ended."""
+
+
+class SessionEndedError(GoneError):
+    """410: the session (or the command) has ended and takes no more input."""
+
+
 class NotSupportedError(APIError):
     """501: this server does not implement the operation (e.g. a Daytona endpoint sandburg lacks)."""
 
@@ -305,6 +329,7 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.SANDBOX_NOT_RUNNING: SandboxNotRunningError,
     ErrorCode.SANDBOX_BUSY: SandboxBusyError,
     ErrorCode.FILE_EXISTS: FileExistsInSandboxError,
+    ErrorCode.DIRECTORY_NOT_EMPTY: ConflictError,
     ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLargeError,
     ErrorCode.DISK_QUOTA_EXCEEDED: DiskQuotaExceededError,
     ErrorCode.INVALID_RESOURCES: InvalidResourcesError,
@@ -314,6 +339,12 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.AGENT_UNAVAILABLE: AgentUnavailableError,
     ErrorCode.NOT_IMPLEMENTED: NotSupportedError,
     ErrorCode.PIDS_LIMIT_REACHED: PidsLimitReachedError,
+    ErrorCode.SESSION_NOT_FOUND: SessionNotFoundError,
+    ErrorCode.COMMAND_NOT_FOUND: SessionNotFoundError,
+    ErrorCode.PTY_NOT_FOUND: SessionNotFoundError,
+    ErrorCode.SESSION_EXISTS: SessionExistsError,
+    ErrorCode.SESSION_ENDED: SessionEndedError,
+    ErrorCode.COMMAND_ALREADY_COMPLETED: SessionEndedError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 
@@ -324,6 +355,7 @@ STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
     404: NotFoundError,
     408: ExecTimeoutError,
     409: ConflictError,
+    410: GoneError,
     413: PayloadTooLargeError,
     422: UnprocessableError,
     429: RateLimitError,

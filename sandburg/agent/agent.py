@@ -24,12 +24,16 @@ if TYPE_CHECKING:
 else:
     import _signal
 if TYPE_CHECKING or __package__:
-    from . import execute, files
+    from . import execute, files, search, sessions, terminal, tree
     from . import protocol as P
 else:  # run as a script: sys.path[0] is this directory and the sandburg package may not be importable
     import execute
     import files
     import protocol as P
+    import search
+    import sessions
+    import terminal
+    import tree
 
 DEFAULT_SOCKET = "/.sandburg/run/agent.sock"
 DEFAULT_WORKDIR = "/workspace"
@@ -43,6 +47,10 @@ def op_ping(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object])
 
 OPS = {"ping": op_ping, "exec": execute.op_exec, "write_file": files.op_write_file, "read_file": files.op_read_file,
        "list": files.op_list, "stat": files.op_stat}  # fmt: skip
+OPS.update({"mkdir": tree.op_mkdir, "delete": tree.op_delete, "move": tree.op_move, "chmod": tree.op_chmod,
+            "chown": tree.op_chown, "find": search.op_find, "search": search.op_search, "replace": search.op_replace})  # fmt: skip
+OPS.update(sessions.OPS)
+OPS.update(terminal.OPS)
 
 
 # -------------------------------------------------------------------------------------------------- server
@@ -141,6 +149,7 @@ def _accept_loop(srv: _socket.socket) -> None:
 def main() -> None:
     environ = os.environ
     path = environ.get("SANDBURG_AGENT_SOCKET") or DEFAULT_SOCKET
+    sessions.RUN_DIR = os.path.dirname(path)
     files.set_workdir(environ.get("SANDBURG_WORKDIR") or DEFAULT_WORKDIR)
     execute.CHILD_ENV.update(
         (k, v) for k, v in environ.items() if not k.startswith("SANDBURG_") and k not in _SCRUBBED
@@ -164,6 +173,7 @@ def main() -> None:
     srv.listen(128)
     _thread.start_new_thread(_accept_loop, (srv,))
     _signal.sigwait(_STOP_SIGNALS)
+    sessions.kill_all()
     for pgid in list(execute.RUNNING):
         execute.kill_group(pgid)  # their connections die with us, and a command never outlives its connection
     for tmp in list(files.UPLOADS):

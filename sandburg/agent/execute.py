@@ -25,6 +25,7 @@ from time import monotonic, sleep
 TYPE_CHECKING = False  # see agent.py
 if TYPE_CHECKING:
     import signal as _signal
+    from collections.abc import Callable
 else:
     import _signal
 if TYPE_CHECKING or __package__:
@@ -38,7 +39,10 @@ DEFAULT_MAX_OUTPUT = 10 << 20
 _READ_SIZE = 64 << 10
 _STDIN_HIGH_WATER = 1 << 20  # stop reading the socket while this much stdin waits for the command
 _DRAIN_LIMIT = 1.0  # seconds of post-exit draining, in case a background grandchild keeps writing
-_RESET_SIGNALS = (_signal.SIGPIPE, _signal.SIGXFSZ)  # CPython ignores these; children must not inherit that
+_RESET_SIGNALS = RESET_SIGNALS = (
+    _signal.SIGPIPE,
+    _signal.SIGXFSZ,
+)  # CPython ignores these; children must not inherit that
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 CHILD_ENV: dict[str, str] = {}  # the sandbox environment, without the agent's own variables (set by main)
@@ -46,7 +50,7 @@ RUNNING: set[int] = set()  # process groups of running commands
 _shell: str | None = None
 # posix_spawn cannot set the child's cwd (no addchdir in Python 3.11): chdir the agent itself under this lock.
 # Nothing else in the agent depends on its cwd: every file operation uses an absolute path.
-_spawn_lock = _thread.allocate_lock()
+_spawn_lock = SPAWN_LOCK = _thread.allocate_lock()
 
 
 def _which(name: str, env: dict[str, str], cwd: str) -> str:
@@ -240,6 +244,28 @@ def _reaper(pid: int, wake_w: int, status: list[int]) -> None:
         os.close(wake_w)  # EOF on the wake pipe tells the exec loop
 
 
+reap = _reaper  # for the other operations that spawn (sessions, pty)
+TERM_GRACE = 3.0  # seconds a process group gets between SIGTERM and SIGKILL
+
+
+def terminate_later(pgid: int, is_done: Callable[[], bool], grace: float = TERM_GRACE) -> None:
+    """After SIGTERM was sent to `pgid`: SIGKILL it if it still runs `grace` seconds later (own thread)."""
+
+    def check() -> None:
+        deadline = monotonic() + grace
+        while monotonic() < deadline:
+            if is_done():
+                return
+            select.select([], [], [], 0.05)
+        if not is_done():
+            kill_group(pgid)
+
+    try:
+        _thread.start_new_thread(check, ())
+    except RuntimeError:
+        kill_group(pgid)  # no thread to wait with: do not leave a process that ignores SIGTERM running
+
+
 def kill_group(pgid: int, sig: int = _signal.SIGKILL) -> None:
     try:
         os.killpg(pgid, sig)
@@ -361,6 +387,8 @@ def op_exec(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object])
                 sig = msg.get("signal") if isinstance(msg, dict) else None
                 if isinstance(sig, int) and 0 < sig < 65:
                     kill_group(pid, sig)
+                    if sig == _signal.SIGTERM:  # a command that ignores it is killed after a grace period
+                        terminate_later(pid, lambda: bool(status))
             else:
                 raise P.ProtocolError(f"unexpected {ftype!r} frame during exec")
 

@@ -1,6 +1,7 @@
 """File operations of the agent (write_file, read_file, list, stat) and the protocol's path rules.
 
-Also the request helpers the other operations share: OpError, opt_*(), resolve().
+Also the helpers the other operations share: OpError, opt_*(), resolve(), and ItemStream, which sends a list
+result as D frames (a result frame is at most 1 MiB, a listing or a search can be much more).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ ERRNO_CODES = {
     errno.EDQUOT: "DISK_QUOTA_EXCEEDED",
     errno.EFBIG: "DISK_QUOTA_EXCEEDED",
     errno.EAGAIN: "PIDS_LIMIT_REACHED",  # fork/spawn refused: the sandbox is at its process limit
+    errno.ENOTEMPTY: "DIRECTORY_NOT_EMPTY",
+    errno.ELOOP: "INVALID_FILE_PATH",  # too many levels of symlinks
+    errno.ENAMETOOLONG: "INVALID_FILE_PATH",
+    errno.EROFS: "FILE_ACCESS_DENIED",  # e.g. the runtime layer at /.sandburg
+    errno.EBUSY: "FILE_ACCESS_DENIED",  # a mount point cannot be removed or renamed
+    errno.EINVAL: "BAD_REQUEST",  # e.g. moving a directory into itself
 }
+LIST_LIMIT = 100_000  # default cap of entries in a list result
 
 
 def set_workdir(path: str) -> None:
@@ -116,6 +124,45 @@ def os_error_result(exc: OSError) -> dict[str, object]:
     code = ERRNO_CODES.get(exc.errno or 0, "INTERNAL_ERROR")
     text = exc.strerror or str(exc)
     return error_result(code, f"{text}: {exc.filename}" if exc.filename else text)
+
+
+class ItemStream:
+    """Sends a list result: D frames that each hold a JSON array of items, then an empty D (before the R).
+
+    `add` returns False once `limit` items went out; the op then stops and its R says `truncated: true`.
+    """
+
+    BATCH = 256 << 10  # bytes of JSON per frame, well under the protocol's 1 MiB
+
+    def __init__(self, sock: _socket.socket, limit: int) -> None:
+        self.sock = sock
+        self.limit = max(limit, 0)
+        self.count = 0
+        self.truncated = False
+        self._batch: list[bytes] = []
+        self._size = 0
+
+    def add(self, item: object) -> bool:
+        if self.count >= self.limit:
+            self.truncated = True
+            return False
+        data = P.dumps(item)
+        if self._size + len(data) > self.BATCH:
+            self.flush()
+        self._batch.append(data)
+        self._size += len(data) + 1
+        self.count += 1
+        return True
+
+    def flush(self) -> None:
+        if self._batch:
+            self.sock.sendall(P.frame(P.DATA, b"[" + b",".join(self._batch) + b"]"))
+            self._batch = []
+            self._size = 0
+
+    def end(self) -> None:
+        self.flush()
+        self.sock.sendall(P.frame(P.DATA))
 
 
 def mkdirs(path: str) -> None:
@@ -248,20 +295,41 @@ def _file_info(path: str, st: os.stat_result, names: _Names) -> dict[str, object
             "link_target": target}  # fmt: skip
 
 
+def _names_in(path: str) -> list[str]:
+    with os.scandir(path) as it:
+        return sorted(e.name for e in it)
+
+
 def op_list(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object]) -> dict[str, object]:
     path = resolve(req.get("path", ""))
+    depth = opt_int(req, "depth", 1)
+    if depth < 1:
+        raise bad_request("'depth' must be at least 1")
+    out = ItemStream(sock, opt_int(req, "limit", LIST_LIMIT))
     names = _Names()
-    base = path.rstrip("/")
-    with os.scandir(path) as it:
-        entries = sorted(e.name for e in it)
-    infos = []
-    for name in entries:
+    # Depth first, sorted by name at each level: a directory's entry comes right before its own entries.
+    stack = [(path.rstrip("/"), iter(_names_in(path)), 1)]  # the top's errors are the op's, before any frame
+    while stack:
+        base, it, level = stack[-1]
+        name = next(it, None)
+        if name is None:
+            stack.pop()
+            continue
         full = f"{base}/{name}"
         try:
-            infos.append(_file_info(full, os.lstat(full), names))
-        except FileNotFoundError:  # deleted while we listed
-            pass
-    return {"ok": True, "entries": infos}
+            st = os.lstat(full)
+            info = _file_info(full, st, names)
+        except OSError:  # deleted while we listed
+            continue
+        if not out.add(info):
+            break
+        if level < depth and S_ISDIR(st.st_mode):  # lstat: a symlink to a directory is listed, never entered
+            try:
+                stack.append((full, iter(_names_in(full)), level + 1))
+            except OSError:  # unreadable or gone: listed, not entered
+                pass
+    out.end()
+    return {"ok": True, "truncated": out.truncated}
 
 
 def op_stat(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object]) -> dict[str, object]:

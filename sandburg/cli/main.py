@@ -21,6 +21,7 @@ from .._core import parse_size_mib
 from .._errors import ExecTimeoutError, SandburgError
 from .._models import SandboxInfo
 from .._version import __version__
+from .cp import copy, split_location
 
 __all__ = ["ClientFactory", "build_parser", "format_age", "format_mib", "format_table", "main"]
 
@@ -184,11 +185,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("words", nargs="*", metavar="COMMAND", help=argparse.SUPPRESS)
 
+    p = sub.add_parser(
+        "cp",
+        help="copy files or directories between this machine and a sandbox",
+        usage="sandburg cp [-h] SRC DST",
+        description="Copy a file or a directory tree: sandburg cp LOCAL ID_OR_NAME:PATH uploads, sandburg cp "
+        "ID_OR_NAME:PATH LOCAL downloads. A directory copied onto an existing directory goes inside it (SRC/. "
+        "copies its contents); permission bits are kept, symlinks are skipped.",
+    )
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+
     p = sub.add_parser("rm", help="delete sandboxes")
     p.add_argument("sandboxes", nargs="+", metavar="ID_OR_NAME")
     for name, text in (("stop", "stop a sandbox (files are kept)"), ("start", "start a stopped sandbox")):
         p = sub.add_parser(name, help=text)
         p.add_argument("sandbox", metavar="ID_OR_NAME")
+    p = sub.add_parser("shell", help="open an interactive terminal in a sandbox")
+    p.add_argument("sandbox", help="id or name")
+    p.add_argument("--cwd", help="working directory (default /workspace)")
+
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
     p.add_argument("--json", action="store_true")
@@ -251,6 +267,20 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
             print(format_table(_TABLE_HEADERS, [_row(b, now) for b in boxes]))
     elif cmd == "exec":
         return _exec(args, sb)
+    elif cmd == "cp":
+        if (split_location(args.src)[0] is None) == (split_location(args.dst)[0] is None):
+            raise _Usage(
+                "cp: exactly one of SRC and DST must be ID_OR_NAME:PATH (a local path with ':' needs './')"
+            )
+        stats = copy(sb, args.src, args.dst)
+        skipped = f", {stats.skipped} skipped" if stats.skipped else ""
+        print(
+            f"copied {stats.files} files and {stats.directories} directories ({stats.bytes} bytes){skipped}"
+        )
+    elif cmd == "shell":
+        from . import shell
+
+        return shell.run(sb, args.sandbox, args.cwd)
     elif cmd == "rm":
         status = 0
         for ref in args.sandboxes:

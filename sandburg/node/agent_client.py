@@ -34,6 +34,10 @@ from ..agent import protocol as P
 
 StreamName = Literal["stdout", "stderr"]
 DEFAULT_MAX_OUTPUT = 10 << 20
+# Default caps of list results (the agent stops there and says truncated; more from an agent is refused)
+LIST_LIMIT = 100_000
+FIND_LIMIT = 10_000
+SEARCH_LIMIT = 100_000
 # Beyond an exec's own timeout, how long to wait for the agent's answer before giving up on it.
 _EXEC_GRACE = 10.0
 _STREAM_LIMIT = 2 * P.MAX_PAYLOAD
@@ -66,6 +70,43 @@ class ExecResult:
     timed_out: bool
     truncated: bool
     duration_ms: float
+
+
+class Listing(builtins.list[dict[str, Any]]):
+    """FileInfo dicts of a listing (a list, as before depth existed); `truncated` when the limit cut it short."""
+
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FileMatch:
+    """A line of a file that matched `find`: its 1-based number and its text (at most 2 KiB, UTF-8 replaced)."""
+
+    file: str
+    line: int
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindResult:
+    matches: builtins.list[FileMatch]
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    files: builtins.list[str]
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceOutcome:
+    """What `replace` did to one file: `error` says why when `success` is false."""
+
+    file: str
+    success: bool
+    error: str | None
+    replacements: int
 
 
 class _Conn:
@@ -102,7 +143,10 @@ class _Conn:
 
 def _request(op: str, **args: Any) -> bytes:
     args["op"] = op
-    return json.dumps({k: v for k, v in args.items() if v is not None}, separators=(",", ":")).encode()
+    data = json.dumps({k: v for k, v in args.items() if v is not None}, separators=(",", ":")).encode()
+    if len(data) > P.MAX_PAYLOAD:  # the agent would drop the connection: say what is wrong instead
+        raise AgentError("PAYLOAD_TOO_LARGE", f"the {op} request is larger than {P.MAX_PAYLOAD >> 20} MiB")
+    return data
 
 
 def _send_chunks(conn: _Conn, ftype: bytes, data: bytes | bytearray | memoryview) -> None:
@@ -179,7 +223,9 @@ class AgentClient:
         self._release(conn)
         if not res["ok"]:
             code, message = res.get("code"), res.get("message")
-            raise AgentError(code if isinstance(code, str) else "INTERNAL_ERROR", str(message))
+            # a message may quote a non-UTF-8 path (lone surrogates): escape them, it becomes JSON and logs
+            text = str(message).encode("utf-8", "backslashreplace").decode("utf-8")
+            raise AgentError(code if isinstance(code, str) else "INTERNAL_ERROR", text)
         return res
 
     async def _call(self, request: bytes) -> dict[str, Any]:
@@ -223,6 +269,16 @@ class AgentClient:
     async def ping(self) -> dict[str, Any]:
         """`{ok, version, pid}` of the agent."""
         return await self._call(_request("ping"))
+
+    def pty(
+        self, *, cols: int = 80, rows: int = 24, cwd: str | None = None, env: dict[str, str] | None = None
+    ) -> ExecStream:
+        """Open an interactive login shell on a terminal; use like exec_stream (output arrives as "stdout").
+
+        `write_stdin` types, `resize` changes the window, the iteration ends when the shell exits. Leaving the block
+        early hangs up the terminal (SIGHUP, then SIGKILL)."""
+        request = _request("pty", cols=cols, rows=rows, cwd=cwd, env=env)
+        return ExecStream(self, request, None, 1 << 62)
 
     def exec_stream(
         self,
@@ -336,16 +392,136 @@ class AgentClient:
             if not finished:
                 conn.abort()
 
-    async def list(self, path: str) -> builtins.list[dict[str, Any]]:
-        """FileInfo dicts of a directory's entries, sorted by name."""
-        entries = _field(await self._call(_request("list", path=path)), "entries", builtins.list)
-        if not all(isinstance(e, dict) for e in entries):
-            raise AgentUnavailable("malformed result from the agent: 'entries'")
-        return entries  # type: ignore[no-any-return]
+    async def list(self, path: str, depth: int | None = None, *, limit: int = LIST_LIMIT) -> Listing:
+        """FileInfo dicts of a directory's entries, sorted by name; with `depth` > 1 also of its subdirectories'
+        (depth first, a directory right before its entries; symlinked directories are not entered).
+
+        At most `limit` entries; `.truncated` says the listing was cut there.
+        """
+        items, res = await self._items(_request("list", path=path, depth=depth, limit=limit), limit)
+        if not all(isinstance(e, dict) for e in items):
+            raise AgentUnavailable("malformed result from the agent: entries")
+        listing = Listing(items)
+        listing.truncated = res.get("truncated") is True
+        return listing
 
     async def stat(self, path: str) -> dict[str, Any]:
         """FileInfo of `path` (not following a final symlink): name, path, is_dir, size, mode, mtime, ..."""
         return _field(await self._call(_request("stat", path=path)), "info", dict)  # type: ignore[no-any-return]
+
+    # -- file tree, search and replace -----------------------------------------------------------------------
+    async def _items(self, request: bytes, limit: int) -> tuple[builtins.list[Any], dict[str, Any]]:
+        """Run an op whose result streams as D frames of JSON arrays, an empty D, then R: (items, R)."""
+        conn = await self._acquire()
+        items: builtins.list[Any] = []
+        try:
+            conn.send(P.REQUEST, request)
+            while True:
+                ftype, payload = await conn.recv()
+                if ftype != P.DATA:  # an error R can come without the end frame
+                    break
+                if not payload:
+                    ftype, payload = await conn.recv()
+                    break
+                try:
+                    batch = json.loads(payload)
+                except ValueError:
+                    batch = None
+                if not isinstance(batch, builtins.list):
+                    raise AgentUnavailable("malformed result from the agent: a D frame is not a JSON array")
+                items.extend(batch)
+                if len(items) > limit:
+                    raise AgentUnavailable(f"the agent sent more than the {limit} items asked for")
+        except BaseException:
+            conn.abort()
+            raise
+        return items, self._finish(conn, ftype, payload)
+
+    async def mkdir(self, path: str, mode: int | None = None, *, parents: bool = True) -> bool:
+        """Create a directory with exactly `mode` (default 0o755); like `mkdir -p` unless `parents=False`.
+
+        True if it was created, False if it already existed (FILE_EXISTS instead when `parents=False`).
+        """
+        req = _request("mkdir", path=path, mode=mode, parents=None if parents else False)
+        return bool(_field(await self._call(req), "created", bool))
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        """Delete a file, a symlink (never its target) or a directory; a non-empty one needs `recursive=True`
+        (else DIRECTORY_NOT_EMPTY). A recursive delete does not enter symlinked directories."""
+        await self._call(_request("delete", path=path, recursive=recursive or None))
+
+    async def move(self, source: str, destination: str, *, overwrite: bool = False) -> None:
+        """Rename `source` to `destination` (copy and delete across file systems); an existing destination is
+        FILE_EXISTS unless `overwrite=True`."""
+        await self._call(
+            _request("move", source=source, destination=destination, overwrite=overwrite or None)
+        )
+
+    async def chmod(self, path: str, mode: int) -> None:
+        """Set the permission bits (0..0o7777) of `path`, following a final symlink."""
+        await self._call(_request("chmod", path=path, mode=mode))
+
+    async def chown(self, path: str, owner: str | int | None = None, group: str | int | None = None) -> None:
+        """Change the owner and/or group of `path` (names from the sandbox's /etc/passwd and /etc/group, or ids)."""
+        await self._call(_request("chown", path=path, owner=owner, group=group))
+
+    async def find(
+        self, path: str, pattern: str, *, regex: bool = False, limit: int = FIND_LIMIT
+    ) -> FindResult:
+        """Lines containing `pattern` in the text files under `path` (grep -rn; binary files are skipped).
+
+        `pattern` is a fixed string, or a Python regular expression over bytes with `regex=True`.
+        """
+        req = _request("find", path=path, pattern=pattern, regex=regex or None, limit=limit)
+        items, res = await self._items(req, limit)
+        try:
+            matches = [
+                FileMatch(_field(m, "file", str), _field(m, "line", int), _field(m, "content", str))
+                for m in items
+            ]
+        except (AttributeError, TypeError):
+            raise AgentUnavailable("malformed result from the agent: matches") from None
+        return FindResult(matches, res.get("truncated") is True)
+
+    async def search(self, path: str, pattern: str, *, limit: int = SEARCH_LIMIT) -> SearchResult:
+        """Paths of the files under `path` whose name (or, for a pattern with a `/`, relative path) matches the
+        glob `pattern` (`*`, `?`, `**`, `[...]`, `{a,b}`)."""
+        items, res = await self._items(_request("search", path=path, pattern=pattern, limit=limit), limit)
+        if not all(isinstance(f, str) for f in items):
+            raise AgentUnavailable("malformed result from the agent: files")
+        return SearchResult(items, res.get("truncated") is True)
+
+    async def replace(
+        self, files: builtins.list[str], pattern: str, new_value: str
+    ) -> builtins.list[ReplaceOutcome]:
+        """Replace every occurrence of the fixed string `pattern` in each file (written atomically, mode kept).
+
+        One outcome per file, in order. Many files go in several requests (a request frame is at most 1 MiB).
+        """
+        budget = P.MAX_PAYLOAD // 2 - len(json.dumps([pattern, new_value]))
+        batches: builtins.list[builtins.list[str]] = []
+        size = budget
+        for f in files:
+            n = len(json.dumps(f)) + 1
+            if size + n > budget:
+                batches.append([])
+                size = 0
+            batches[-1].append(f)
+            size += n
+        out: builtins.list[ReplaceOutcome] = []
+        for batch in batches:
+            req = _request("replace", files=batch, pattern=pattern, new_value=new_value)
+            items, _res = await self._items(req, len(batch))
+            if len(items) != len(batch):
+                raise AgentUnavailable("malformed result from the agent: not one replace result per file")
+            for r in items:
+                if not isinstance(r, dict):
+                    raise AgentUnavailable("malformed result from the agent: replace")
+                error, count = r.get("error"), r.get("replacements", 0)
+                if not isinstance(error, str | None) or not isinstance(count, int) or isinstance(count, bool):
+                    raise AgentUnavailable("malformed result from the agent: replace")
+                out.append(ReplaceOutcome(_field(r, "file", str), _field(r, "success", bool), error, count))
+        return out
 
 
 class ExecStream:
@@ -436,6 +612,10 @@ class ExecStream:
     async def send_signal(self, signum: int) -> None:
         """Send signal `signum` to the command's process group."""
         self._running().send(P.SIGNAL, json.dumps({"signal": int(signum)}).encode())
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Resize a terminal (streams from AgentClient.pty)."""
+        self._running().send(P.SIGNAL, json.dumps({"resize": [int(cols), int(rows)]}).encode())
 
     def _running(self) -> _Conn:
         if self._conn is None:

@@ -32,6 +32,7 @@ class NodeConfig:
     store_size_bytes: int = 256 << 30  # sparse: costs only what is written
     cgroup_parent: str = "sandburg"
     agent_start_timeout: float = 30.0
+    run_limit_bytes: int = 512 << 20  # the agent's run dir: its socket and session logs
 
 
 @dataclass
@@ -84,12 +85,17 @@ class Node:
     def root_path(self, sid: str) -> str:
         return self.store.path("sandboxes", sid)
 
+    def run_path(self, sid: str) -> str:
+        """The sandbox's run dir (mounted at /.sandburg/run): the agent's socket and session logs.
+
+        A subvolume of its own with a size limit, because the sandbox can write into it: on the host's own disk it
+        would let a sandbox fill that disk. The host only reads it through O_NOFOLLOW walks."""
+        return self.store.path("run", sid)
+
     def bundle_paths(self, sid: str) -> tuple[str, BundlePaths]:
         bundle = os.path.join(self.bundles_dir, sid)
         return bundle, BundlePaths(
-            rootfs=os.path.join(bundle, "rootfs"),
-            layer=self.layer,
-            run_dir=os.path.join(bundle, "run"),
+            rootfs=os.path.join(bundle, "rootfs"), layer=self.layer, run_dir=self.run_path(sid)
         )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -105,6 +111,7 @@ class Node:
             rootfs.write_file(root, "etc/hosts", hosts.encode())
             rootfs.write_file(root, "etc/hostname", (spec.hostname + "\n").encode())
         crash.point("create.subvolume")
+        self._ensure_run_dir(spec)
         return self.start(spec, _creating=True)
 
     def start(self, spec: SandboxSpec, _creating: bool = False) -> int:
@@ -116,6 +123,7 @@ class Node:
             return int(st["pid"])
         if st:
             rt.delete(spec.id, force=True)  # a stopped/created leftover from a crash
+        self._ensure_run_dir(spec)
         bundle, paths = self._write_bundle(spec)
         if _creating:
             crash.point("create.bundle")
@@ -174,6 +182,7 @@ class Node:
         self._drop_agent(sid)
         self.stop(sid, isolation)
         self.store.delete_subvolume(self.root_path(sid))
+        self.store.delete_subvolume(self.run_path(sid))
         crash.point("delete.subvolume")
         bundle, _ = self.bundle_paths(sid)
         shutil.rmtree(bundle, ignore_errors=True)
@@ -210,7 +219,7 @@ class Node:
     # -- inventory and garbage collection ---------------------------------------------------------------------
     def inventory(self) -> Inventory:
         inv = Inventory()
-        inv.subvolumes = set(self.store.subvolumes("sandboxes"))
+        inv.subvolumes = set(self.store.subvolumes("sandboxes")) | set(self.store.subvolumes("run"))
         try:
             inv.bundles = set(os.listdir(self.bundles_dir))
         except FileNotFoundError:
@@ -240,11 +249,7 @@ class Node:
         root = paths.rootfs if spec.isolation == CONTAINER else self.root_path(spec.id)
         paths = BundlePaths(root, paths.layer, paths.run_dir)
         try:
-            os.makedirs(paths.run_dir, mode=0o700, exist_ok=True)
             os.makedirs(os.path.join(bundle, "rootfs"), mode=0o700, exist_ok=True)
-            # The agent (root inside = uid_base on the host in the container tier) must create its socket here.
-            owner = spec.uid_base if spec.isolation == CONTAINER else 0
-            os.chown(paths.run_dir, owner, owner)
             nofile = min(1048576, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
             config = build_config(
                 spec, paths, self.cgroup_path(spec.id), self.images.config(spec.image).env, nofile
@@ -256,6 +261,18 @@ class Node:
         except OSError as exc:
             raise BundleError("writing the bundle failed", path=bundle, detail=exc.strerror) from exc
         return bundle, paths
+
+    def _ensure_run_dir(self, spec: SandboxSpec) -> None:
+        run = self.run_path(spec.id)
+        if not self.store.is_subvolume(run):
+            self.store.create_subvolume(run)
+            self.store.limit(run, self.cfg.run_limit_bytes)
+        # The agent (root inside = uid_base on the host in the container tier) creates its socket and logs here.
+        owner = spec.uid_base if spec.isolation == CONTAINER else 0
+        os.chown(run, owner, owner)
+        os.chmod(run, 0o700)
+        # sessions do not outlive their processes: a (re)started sandbox begins without stale ones
+        shutil.rmtree(os.path.join(run, "sessions"), ignore_errors=True)
 
     def _mount_root(self, spec: SandboxSpec, target: str) -> None:
         if priv.is_mountpoint(target):

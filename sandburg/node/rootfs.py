@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from .errors import BundleError
 
@@ -41,5 +42,50 @@ def write_file(root: str, relpath: str, data: bytes, mode: int = 0o644) -> None:
         raise BundleError(
             f"writing {relpath} into the sandbox root failed", path=root, detail=exc.strerror
         ) from exc
+    finally:
+        os.close(fd)
+
+
+def open_in(root: str, relpath: str, flags: int = os.O_RDONLY) -> int:
+    """Open `root/relpath` for the host without following any symlink below `root` (FileNotFoundError, ELOOP or
+    ENOTDIR when something is in the way). The caller closes the fd."""
+    parts = [p for p in relpath.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise FileNotFoundError(errno.ENOENT, "invalid path", relpath)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in parts[:-1]:
+            nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        if not parts:
+            return os.dup(fd)
+        return os.open(parts[-1], flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def listdir_in(root: str, relpath: str) -> list[str]:
+    """Names in the directory `root/relpath`, reached without following symlinks ([] if it is not there)."""
+    try:
+        fd = open_in(root, relpath, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return []
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
+def read_in(root: str, relpath: str, limit: int = 1 << 20) -> bytes | None:
+    """The first `limit` bytes of the regular file `root/relpath`, or None when it is not there."""
+    try:
+        fd = open_in(root, relpath)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit)
     finally:
         os.close(fd)

@@ -69,7 +69,7 @@ class Store:
             # detaches it again on umount.
             priv.run(["mount", "-o", "loop,noatime", self.image_file, self.root], StoreError, path=self.root)
         self._ensure_simple_quotas()
-        for sub in ("images", "sandboxes", "tmp"):
+        for sub in ("images", "sandboxes", "run", "tmp"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
 
     def quota_mode(self) -> str | None:
@@ -208,7 +208,7 @@ class Store:
         return st.st_ino == 256  # the root directory of every btrfs subvolume has inode 256
 
     def subvolumes(self, kind: str) -> list[str]:
-        """Names of the subvolumes directly under `images/` or `sandboxes/`."""
+        """Names of the subvolumes directly under `images/`, `sandboxes/` or `run/`."""
         base = self.path(kind)
         try:
             names = os.listdir(base)

@@ -16,7 +16,7 @@ from .auth import KeyCache, bootstrap
 from .config import Settings
 from .db import make_engine, make_sessionmaker
 from .migrate import upgrade
-from .routers import files, health, process, sandbox
+from .routers import files, health, process, pty, sandbox, sessions
 from .sandboxes import SandboxService
 
 log = logging.getLogger("sandburg.server")
@@ -73,6 +73,6 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     )
     app.state.settings = settings
     errors.install(app)
-    for r in (health.router, sandbox.router, process.router, files.router):
+    for r in (health.router, sandbox.router, process.router, sessions.router, pty.router, files.router):
         app.include_router(r, prefix="/api")
     return app

@@ -171,3 +171,103 @@ class ErrorOut(BaseModel):
     code: str
     source: str
     details: list[dict[str, Any]] | None = None
+
+
+# -- sessions and terminals (routers/sessions.py, routers/pty.py) -------------------------------------------------
+class CreateSession(Strict):
+    sessionId: str = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")
+
+
+class SessionCommand(BaseModel):
+    id: str
+    command: str
+    exitCode: int | None = None
+    # sandburg
+    runAsync: bool = False
+    truncated: bool = False
+    startedAt: str | None = None
+    endedAt: str | None = None
+
+
+class SessionOut(BaseModel):
+    sessionId: str
+    commands: list[SessionCommand]
+
+
+class SessionExecuteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    command: str = Field(min_length=1, max_length=1 << 20)
+    runAsync: bool | None = None
+    async_: bool | None = Field(default=None, alias="async")  # Daytona's deprecated spelling
+    suppressInputEcho: bool | None = None
+
+
+class SessionExecuteResponse(BaseModel):
+    cmdId: str
+    output: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    exitCode: int | None = None
+    truncated: bool = False
+
+
+class CommandLogs(BaseModel):
+    output: str
+    stdout: str
+    stderr: str
+    # sandburg: replay from any offset; the next call passes nextOffset
+    nextOffset: int = 0
+    truncated: bool = False
+
+
+class CommandInput(Strict):
+    data: str = Field(max_length=1 << 20)
+    close: bool = False
+
+
+class CommandSignal(Strict):
+    signal: int = Field(ge=1, le=64)
+
+
+class PtyResize(Strict):
+    cols: int = Field(ge=1, le=1000)
+    rows: int = Field(ge=1, le=1000)
+
+
+class PtySessionInfo(BaseModel):
+    id: str
+    active: bool
+    cols: int
+    rows: int
+    createdAt: str
+    cwd: str
+    envs: dict[str, str]
+    lazyStart: bool = False
+
+
+class PtyList(BaseModel):
+    sessions: list[PtySessionInfo]
+
+
+# -- files (routers/files.py): Daytona's toolbox models; paths that are not UTF-8 travel as \udcXX escapes --------
+class Match(BaseModel):
+    file: str
+    line: int
+    content: str
+
+
+class SearchFilesResponse(BaseModel):
+    files: list[str]
+    truncated: bool = False  # sandburg: the search stopped at its limit
+
+
+class ReplaceRequest(Strict):
+    files: list[str] = Field(max_length=10_000)
+    pattern: str = Field(min_length=1)
+    newValue: str
+
+
+class ReplaceResult(BaseModel):
+    file: str
+    success: bool
+    error: str | None = None  # absent on success

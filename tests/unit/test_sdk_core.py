@@ -377,6 +377,24 @@ def test_exec_and_file_requests() -> None:
         core.exec_request("id1", ["ls", "-l"])  # type: ignore[arg-type]
 
 
+def test_helpers_both_clients_share() -> None:
+    assert core.states_filter(None) == () and core.states_filter("started") == ("started",)
+    assert core.states_filter(["started", "stopped"]) == ("started", "stopped")
+    assert core.upload_content(memoryview(b"ab")) == b"ab" and core.upload_content(b"ab") == b"ab"
+    with pytest.raises(TypeError, match="upload_local"):
+        core.upload_content(Path("/etc/hosts"))  # type: ignore[arg-type]
+    assert core.json_answer(200, b'{"a": 1}') == {"a": 1}
+    with pytest.raises(sandburg.SandboxNotFoundError):
+        core.json_answer(404, b'{"code": "SANDBOX_NOT_FOUND", "message": "gone"}')
+    with httpx.Client(base_url="http://fake/api", timeout=7.0) as http:
+        req = core.build_http_request(http, core.upload_request("id1", "/w/f"), b"data")
+    assert (req.method, str(req.url)) == ("POST", "http://fake/api/toolbox/id1/files/upload?path=%2Fw%2Ff")
+    assert (
+        req.headers["content-type"].startswith("multipart/form-data")
+        and req.extensions["timeout"]["read"] == 7
+    )
+
+
 def test_http_timeout_overrides_only_read() -> None:
     default = httpx.Timeout(7.0)
     assert core.http_timeout(default, core.USE_CLIENT_DEFAULT) is default

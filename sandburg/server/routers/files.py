@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import stat as stat_mod
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
@@ -17,42 +15,56 @@ from ..._codes import STATUS, ErrorCode
 from ...node.agent_client import AgentClient, AgentError, AgentUnavailable
 from ..errors import ApiError, error_body
 from ..sandboxes import SandboxService
-from ..schemas import BulkUploadResult, DownloadRequest, FileInfo, UploadedFile, UploadResult
-from .toolbox import CHUNK, Auth, _agent, _agent_error, _call, _unavailable
+from ..schemas import (
+    BulkUploadResult,
+    DownloadRequest,
+    FileInfo,
+    Match,
+    ReplaceRequest,
+    ReplaceResult,
+    SearchFilesResponse,
+    UploadedFile,
+    UploadResult,
+)
+from .fswire import (
+    TRUNCATED_RESPONSE,
+    file_info,
+    json_response,
+    query_destination,
+    query_dir,
+    query_path,
+    query_pattern,
+    query_source,
+)
+from .toolbox import CHUNK, Auth, _agent, _agent_error, _call, _unavailable, _until_disconnect
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["files"])
 
-
-def _file_info(d: dict[str, Any]) -> FileInfo:
-    mode = int(d["mode"])
-    return FileInfo(
-        name=d["name"],
-        path=d["path"],
-        isDir=bool(d["is_dir"]),
-        size=int(d["size"]),
-        mode=stat_mod.filemode(mode),
-        permissions=f"{stat_mod.S_IMODE(mode):04o}",
-        modTime=datetime.fromtimestamp(float(d["mtime"]), UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z"),
-        owner=str(d["owner"]),
-        group=str(d["group"]),
-        linkTarget=d.get("link_target"),
-    )
+SandboxPath = Annotated[str, Depends(query_path)]
+Mode = Annotated[str, Query(pattern=r"^0?[0-7]{1,4}$", description="octal, e.g. 755")]
+MAX_DEPTH = 1000
 
 
-@router.get("/files", response_model=list[FileInfo])
+@router.get("/files", response_model=list[FileInfo], responses=TRUNCATED_RESPONSE)
 async def list_files(
-    sandbox_id: str, request: Request, who: Auth, path: str = "/workspace"
-) -> list[FileInfo]:
+    sandbox_id: str,
+    request: Request,
+    who: Auth,
+    path: Annotated[str, Depends(query_dir)],
+    depth: Annotated[int | None, Query(ge=1, le=MAX_DEPTH)] = None,
+) -> Response:
+    """A directory's entries, sorted by name; with `depth` > 1 its subdirectories' too, depth first (a symlinked
+    directory is listed, not entered). At most 100 000 entries: then `X-Sandburg-Truncated: true`."""
     svc, agent = _agent(request, sandbox_id, who)
-    return [_file_info(e) for e in await _call(svc, sandbox_id, agent.list(path))]
+    listing = await _until_disconnect(request, _call(svc, sandbox_id, agent.list(path, depth)))
+    return json_response([file_info(e) for e in listing], truncated=listing.truncated)
 
 
 @router.get("/files/info", response_model=FileInfo)
-async def file_info(sandbox_id: str, request: Request, who: Auth, path: Annotated[str, Query()]) -> FileInfo:
+async def get_file_info(sandbox_id: str, request: Request, who: Auth, path: SandboxPath) -> Response:
+    """One file's FileInfo (a final symlink is not followed)."""
     svc, agent = _agent(request, sandbox_id, who)
-    return _file_info(await _call(svc, sandbox_id, agent.stat(path)))
+    return json_response(file_info(await _call(svc, sandbox_id, agent.stat(path))))
 
 
 async def _open_download(
@@ -79,9 +91,7 @@ async def _open_download(
 
 
 @router.get("/files/download", response_class=StreamingResponse)
-async def download(
-    sandbox_id: str, request: Request, who: Auth, path: Annotated[str, Query()]
-) -> StreamingResponse:
+async def download(sandbox_id: str, request: Request, who: Auth, path: SandboxPath) -> StreamingResponse:
     """The file's bytes, streamed."""
     svc, agent = _agent(request, sandbox_id, who)
     body = await _open_download(svc, sandbox_id, agent, path)
@@ -94,7 +104,7 @@ async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
 
 
 @router.post("/files/upload", response_model=UploadResult)
-async def upload(sandbox_id: str, request: Request, who: Auth, path: Annotated[str, Query()]) -> UploadResult:
+async def upload(sandbox_id: str, request: Request, who: Auth, path: SandboxPath) -> Response:
     """Write one file (multipart field `file`); it appears whole or not at all."""
     svc, agent = _agent(request, sandbox_id, who)
     async with request.form(max_files=1, max_fields=10) as form:
@@ -102,7 +112,7 @@ async def upload(sandbox_id: str, request: Request, who: Auth, path: Annotated[s
         if not isinstance(f, UploadFile):
             raise ApiError(ErrorCode.VALIDATION_ERROR, "file: multipart field 'file' is required")
         size = await _call(svc, sandbox_id, agent.write_file(path, _chunks(f)))
-    return UploadResult(path=path, size=size)
+    return json_response({"path": path, "size": size})
 
 
 @router.post("/files/bulk-upload", response_model=BulkUploadResult)
@@ -160,7 +170,7 @@ async def bulk_download(
                     (
                         f'--{boundary}\r\nContent-Disposition: form-data; name="error"; filename="{disp_name}"\r\n'
                         f"Content-Type: application/json\r\n\r\n"
-                    ).encode()
+                    ).encode("utf-8", "surrogateescape")
                     + json.dumps(err).encode()
                     + b"\r\n"
                 )
@@ -168,10 +178,117 @@ async def bulk_download(
             yield (
                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{disp_name}"\r\n'
                 f"Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
+            ).encode("utf-8", "surrogateescape")  # a path that is not UTF-8: its bytes, as they are
             async for chunk in stream:
                 yield chunk
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
 
     return StreamingResponse(parts(), media_type=f"multipart/form-data; boundary={boundary}")
+
+
+# -- the rest of Daytona's file system API --------------------------------------------------------------------------
+@router.post("/files/folder", status_code=201, response_class=Response)
+async def create_folder(
+    sandbox_id: str, request: Request, who: Auth, path: SandboxPath, mode: Mode = "755"
+) -> Response:
+    """Create a directory with exactly `mode`, and its missing parents (mkdir -p: an existing one is fine)."""
+    svc, agent = _agent(request, sandbox_id, who)
+    await _call(svc, sandbox_id, agent.mkdir(path, int(mode, 8)))
+    return Response(status_code=201)
+
+
+@router.delete("/files", status_code=204, response_class=Response)
+async def delete_file(
+    sandbox_id: str, request: Request, who: Auth, path: SandboxPath, recursive: bool = False
+) -> Response:
+    """Delete a file, a symlink (never its target) or a directory. A non-empty directory needs `recursive=true`
+    (else 409 DIRECTORY_NOT_EMPTY); a recursive delete does not enter symlinked directories."""
+    svc, agent = _agent(request, sandbox_id, who)
+    await _call(svc, sandbox_id, agent.delete(path, recursive=recursive))
+    return Response(status_code=204)
+
+
+@router.post("/files/move", response_class=Response)
+async def move_file(
+    sandbox_id: str,
+    request: Request,
+    who: Auth,
+    source: Annotated[str, Depends(query_source)],
+    destination: Annotated[str, Depends(query_destination)],
+    overwrite: bool = False,
+) -> Response:
+    """Rename (across file systems: copy, then delete). An existing destination is 409 FILE_EXISTS unless
+    `overwrite=true` (sandburg)."""
+    svc, agent = _agent(request, sandbox_id, who)
+    await _call(svc, sandbox_id, agent.move(source, destination, overwrite=overwrite))
+    return Response(status_code=200)
+
+
+@router.get("/files/find", response_model=list[Match], responses=TRUNCATED_RESPONSE)
+async def find_in_files(
+    sandbox_id: str,
+    request: Request,
+    who: Auth,
+    path: SandboxPath,
+    pattern: Annotated[str, Depends(query_pattern)],
+    regex: bool = False,
+) -> Response:
+    """Lines containing `pattern` in the text files under `path` (grep -rn; binary files are skipped): a fixed
+    string as in Daytona, or with `regex=true` (sandburg) a Python regular expression. At most 10 000 matches,
+    then `X-Sandburg-Truncated: true`; `content` is the line's first 2 KiB, invalid UTF-8 replaced."""
+    svc, agent = _agent(request, sandbox_id, who)
+    res = await _until_disconnect(request, _call(svc, sandbox_id, agent.find(path, pattern, regex=regex)))
+    matches = [{"file": m.file, "line": m.line, "content": m.content} for m in res.matches]
+    return json_response(matches, truncated=res.truncated)
+
+
+@router.get("/files/search", response_model=SearchFilesResponse, responses=TRUNCATED_RESPONSE)
+async def search_files(
+    sandbox_id: str,
+    request: Request,
+    who: Auth,
+    path: SandboxPath,
+    pattern: Annotated[str, Depends(query_pattern)],
+) -> Response:
+    """Files under `path` whose name matches the glob `pattern` at any depth (`*.py`); a pattern with a `/`
+    matches the relative path (`src/**/*.ts`). `*`, `?`, `**`, `[...]`, `{a,b}`. At most 100 000."""
+    svc, agent = _agent(request, sandbox_id, who)
+    res = await _until_disconnect(request, _call(svc, sandbox_id, agent.search(path, pattern)))
+    return json_response({"files": res.files, "truncated": res.truncated}, truncated=res.truncated)
+
+
+@router.post("/files/replace", response_model=list[ReplaceResult])
+async def replace_in_files(sandbox_id: str, body: ReplaceRequest, request: Request, who: Auth) -> Response:
+    """Replace every occurrence of the fixed string `pattern` by `newValue` in each file; one result per file.
+    Files are rewritten atomically with their mode and owner; a symlink's target is edited."""
+    svc, agent = _agent(request, sandbox_id, who)
+    outcomes = await _call(svc, sandbox_id, agent.replace(body.files, body.pattern, body.newValue))
+    return json_response(
+        [
+            {"file": o.file, "success": o.success, **({} if o.error is None else {"error": o.error})}
+            for o in outcomes
+        ]
+    )
+
+
+@router.post("/files/permissions", response_class=Response)
+async def set_file_permissions(
+    sandbox_id: str,
+    request: Request,
+    who: Auth,
+    path: SandboxPath,
+    owner: str | None = None,
+    group: str | None = None,
+    mode: Annotated[str | None, Query(pattern=r"^0?[0-7]{1,4}$", description="octal, e.g. 644")] = None,
+) -> Response:
+    """Set the owner and group (names from the sandbox's /etc/passwd and /etc/group, or numbers), then the mode;
+    a final symlink is followed."""
+    svc, agent = _agent(request, sandbox_id, who)
+    if owner or group:  # first: a chown may clear setuid/setgid bits that the mode then sets
+        await _call(svc, sandbox_id, agent.chown(path, owner or None, group or None))
+    if mode:
+        await _call(svc, sandbox_id, agent.chmod(path, int(mode, 8)))
+    if not (owner or group or mode):
+        await _call(svc, sandbox_id, agent.stat(path))  # nothing to change: still 404 for a missing path
+    return Response(status_code=200)

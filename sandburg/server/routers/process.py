@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import asyncio
+import json
+
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
 
 from ..._codes import ErrorCode
+from ...node.agent_client import AgentError, AgentUnavailable, ExecStream
 from ..errors import ApiError
 from ..schemas import ExecuteRequest, ExecuteResponse
+from ..ws import open_toolbox
 from .toolbox import Auth, _agent, _call, _until_disconnect
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
@@ -41,3 +47,78 @@ async def execute(sandbox_id: str, body: ExecuteRequest, request: Request, who: 
         exitCode=res.exit_code, result=stdout + stderr, stdout=stdout, stderr=stderr, truncated=res.truncated,
         durationMs=round(res.duration_ms, 3),
     )  # fmt: skip
+
+
+STDOUT_MARK, STDERR_MARK = b"\x01\x01\x01", b"\x02\x02\x02"
+
+
+@router.websocket("/process/execute/stream")
+async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
+    """Run a command and stream its output as it happens (sandburg).
+
+    The client's first message is JSON `{"command", "cwd"?, "envs"?, "timeout"?, "stdin"?: bool}`. The server sends
+    binary frames `\\x01\\x01\\x01` + stdout bytes and `\\x02\\x02\\x02` + stderr bytes (Daytona's log markers), then a
+    text frame `{"type": "control", "status": "exited", "exitCode", "timedOut", "truncated", "durationMs"}` and
+    closes with 1000. While it runs, the client may send binary frames (stdin bytes), `{"type": "stdin", "data"}`,
+    `{"type": "stdin_close"}` or `{"type": "signal", "signal": N}`. A client that disconnects kills the command.
+    """
+    opened = await open_toolbox(ws, sandbox_id)
+    if opened is None:
+        return
+    _, svc = opened
+    await ws.accept()
+    try:
+        first = await ws.receive_json()
+        req = ExecuteRequest.model_validate({k: v for k, v in first.items() if k != "stdin"})
+    except WebSocketDisconnect:
+        return
+    except (ValueError, TypeError, AttributeError, ValidationError) as exc:
+        await ws.send_json({"type": "control", "status": "error", "error": f"bad request: {exc}"})
+        await ws.close(code=1008)
+        return
+    st = ws.app.state.settings
+    timeout = req.timeout if req.timeout is not None else float(st.exec_max_timeout)
+    agent = svc.node.agent(sandbox_id)
+    stream = agent.exec_stream(
+        req.command, cwd=req.cwd, env=req.envs, timeout=timeout, max_output=st.max_output_bytes,
+        stdin=bool(first.get("stdin")),
+    )  # fmt: skip
+
+    async def pump_input(proc: ExecStream) -> None:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(msg.get("code", 1000))
+            if msg.get("bytes"):
+                await proc.write_stdin(msg["bytes"])
+                continue
+            try:
+                ctl = json.loads(msg.get("text") or "{}")
+            except ValueError:
+                continue
+            if ctl.get("type") == "stdin" and isinstance(ctl.get("data"), str):
+                await proc.write_stdin(ctl["data"].encode())
+            elif ctl.get("type") == "stdin_close":
+                await proc.close_stdin()
+            elif ctl.get("type") == "signal" and isinstance(ctl.get("signal"), int):
+                await proc.send_signal(ctl["signal"])
+
+    try:
+        async with stream as proc:
+            inputs = asyncio.ensure_future(pump_input(proc))
+            try:
+                async for name, chunk in proc:
+                    await ws.send_bytes((STDOUT_MARK if name == "stdout" else STDERR_MARK) + chunk)
+            finally:
+                inputs.cancel()
+            res = proc.result
+        await ws.send_json({
+            "type": "control", "status": "exited", "exitCode": res.exit_code, "timedOut": res.timed_out,
+            "truncated": res.truncated, "durationMs": res.duration_ms,
+        })  # fmt: skip
+        await ws.close(code=1000)
+    except WebSocketDisconnect:
+        pass  # leaving the `async with` early dropped the agent connection: the command was killed
+    except (AgentError, AgentUnavailable) as exc:
+        await ws.send_json({"type": "control", "status": "error", "error": str(exc)})
+        await ws.close(code=1011)

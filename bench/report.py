@@ -1,0 +1,178 @@
+"""The run's output: the latency table and the density table on stdout, and the JSON results files."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from bench.density import TARGET_MIB, DensityResult
+from bench.stats import METRICS, PERCENTILE_METHOD, Summary, drift, format_table, percentile, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DENSITY_LEGEND = (
+    "MemAvailable drop = (MemAvailable before the creates − after the idle) / sandboxes: what the host can no"
+    " longer hand out (sandbox processes' anon and shmem memory, kernel memory, the server's and the bench's"
+    ' growth), not page cache; "less other processes\' growth" subtracts the change of the anon+shmem PSS of'
+    " every process outside the sandboxes, server and bench (neighbours' activity). PSS = Σ Pss of the processes in the sandbox's cgroups, one address space counted"
+    " once, shared file pages (runsc, the runtime layer) split among their users. cgroup usage ="
+    " memory.usage_in_bytes: page cache first touched by the sandbox and kernel memory included."
+)
+
+
+def summaries(report: dict[str, Any]) -> list[Summary]:
+    rows: list[Summary] = []
+    for metric in METRICS:
+        for tier, res in report["tiers"].items():
+            rows.append(summarize(metric, tier, res.samples[metric]))
+    return rows
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _dist(samples: list[float]) -> list[str]:
+    if not samples:
+        return ["0", "-", "-", "-"]
+    return [
+        str(len(samples)),
+        _num(percentile(samples, 50)),
+        _num(percentile(samples, 95)),
+        _num(max(samples)),
+    ]
+
+
+def _judge(value: float | None, target: float, noisy: object = False) -> list[str]:
+    met = "n/a" if value is None else ("yes" if value <= target else "NO")
+    return [f"≤ {target:g} MiB", met + (" (noisy)" if noisy and value is not None else "")]
+
+
+def density_rows(results: dict[str, DensityResult]) -> list[list[str]]:
+    """Rows of the density table: metric, tier, n, p50, p95, max, value, target, met?"""
+    rows: list[list[str]] = []
+    for key, label in (
+        ("create_wall", "{n} concurrent creates: wall ms"),
+        ("create", "  one create of them, ms"),
+        ("delete_wall", "{n} concurrent deletes: wall ms"),
+        ("delete", "  one delete of them, ms"),
+        ("available", "idle MiB/sandbox: MemAvailable drop"),
+        ("less_others", "  less other processes' growth"),
+        ("pss", "idle MiB/sandbox: PSS, host processes"),
+        ("cgroup", "idle MiB/sandbox: memory cgroup usage"),
+        ("released", "MiB/sandbox back after the deletes"),
+    ):
+        for tier, r in results.items():
+            mem, target, name = r.memory, TARGET_MIB.get(tier, 0.0), label.format(n=r.count)
+            k, no_dist, no_target = str(mem.get("sandboxes", 0)), ["-", "-", "-"], ["-", "-"]
+            if key in ("create_wall", "delete_wall"):
+                wall = r.create_wall_ms if key == "create_wall" else r.delete_wall_ms
+                n = len(r.create_ms if key == "create_wall" else r.delete_ms)
+                rows.append([name, tier, str(n), *no_dist, _num(wall), *no_target])
+            elif key in ("create", "delete"):
+                rows.append(
+                    [name, tier, *_dist(r.create_ms if key == "create" else r.delete_ms), "-", *no_target]
+                )
+            elif key in ("available", "less_others"):
+                suffix = "" if key == "available" else "_less_others"
+                v = mem.get(f"per_sandbox_mem_available{suffix}_mib")
+                judged = _judge(v, target, mem.get(f"mem_available{suffix}_noisy"))
+                rows.append([name, tier, k, *no_dist, _num(v), *judged])
+            elif key == "pss":
+                pss = mem.get("pss_mib", [])
+                p50 = percentile(pss, 50) if pss else None
+                rows.append([name, tier, *_dist(pss), "-", *_judge(p50, target)])
+            elif key == "cgroup":
+                rows.append([name, tier, *_dist(mem.get("cgroup_usage_mib", [])), "-", *no_target])
+            else:
+                rows.append([name, tier, k, *no_dist, _num(mem.get("per_sandbox_released_mib")), *no_target])
+    return rows
+
+
+def format_rows(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
+    lines = [header, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for k, line in enumerate(lines):
+        cells = [
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def print_density(results: dict[str, DensityResult]) -> None:
+    header = ["density", "tier", "n", "p50", "p95", "max", "value", "target", "met?"]
+    print("\n" + format_rows(header, density_rows(results), {2, 3, 4, 5, 6}))
+    print(textwrap.fill(DENSITY_LEGEND, 110))
+    for tier, r in results.items():
+        mem = r.memory
+        if "pss_by_kind_mean_mib" in mem:
+            by_kind = sorted(mem["pss_by_kind_mean_mib"].items(), key=lambda kv: -kv[1]["pss"])
+            parts = "; ".join(
+                f"{k} {v['pss']:.1f} (anon {v['pss_anon']:.1f}, file {v['pss_file']:.1f}, shmem {v['pss_shmem']:.1f})"
+                for k, v in by_kind
+            )
+            print(f"PSS by process [{tier}], MiB/sandbox (mean): {parts}")
+        if "per_sandbox_meminfo_delta_mib" in mem:
+            parts = ", ".join(f"{k} {v:+.1f}" for k, v in mem["per_sandbox_meminfo_delta_mib"].items())
+            print(f"/proc/meminfo change per sandbox [{tier}], MiB: {parts}")
+        if mem.get("per_sandbox_others_anon_change_mib") is not None:
+            v = mem["per_sandbox_others_anon_change_mib"]
+            print(f"anon+shmem PSS change of every other host process [{tier}], per sandbox: {v:+.2f} MiB")
+        if mem.get("own_process_pss_growth_mib"):
+            parts = ", ".join(f"{k} {v:+.1f}" for k, v in mem["own_process_pss_growth_mib"].items())
+            print(
+                f"PSS growth of the server / bench process [{tier}] (total, in the MemAvailable drop), MiB: {parts}"
+            )
+        if "cgroup_stat_mean_mib" in mem:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in mem["cgroup_stat_mean_mib"].items())
+            print(f"memory.stat per sandbox [{tier}] (mean), MiB: {parts}")
+        for note in r.notes:
+            print(f"note [{tier}] density: {note}")
+        if r.errors:
+            print(f"errors [{tier}] density: {len(r.errors)}, first: {r.errors[0]}")
+
+
+def print_latency(report: dict[str, Any], rows: list[Summary]) -> None:
+    print(format_table(rows))
+    print(f"\npercentiles: {PERCENTILE_METHOD}; times in ms on the client (sync SDK)")
+    for tier, res in report["tiers"].items():
+        for metric in ("create", "delete"):
+            d = drift(res.samples[metric])
+            if d is not None:
+                third = len(res.samples[metric]) // 3
+                print(
+                    f"drift [{tier}] {metric}: p50 of the first {third} runs {d[0]:.1f} ms, of the last {third} {d[1]:.1f} ms"
+                )
+        for note in res.notes:
+            print(f"note [{tier}]: {note}")
+        if res.errors:
+            print(f"errors [{tier}]: {len(res.errors)}, first: {res.errors[0]}")
+
+
+def write_results(report: dict[str, Any], rows: list[Summary]) -> list[Path]:
+    out = dict(report)
+    out["tiers"] = {
+        tier: {"samples_ms": res.samples, "errors": res.errors, "notes": res.notes}
+        for tier, res in report["tiers"].items()
+    }
+    out["density"] = {tier: res.to_json() for tier, res in report["density"].items()}
+    out["summary"] = [r.to_json() for r in rows]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
+    paths = [RESULTS / f"{report['started_utc'].replace('-', '').replace(':', '')}.json"]
+    # an aborted run, or one that measured nothing, must not replace the last real results
+    measured = any(r.n for r in rows) or any(d.create_ms for d in report["density"].values())
+    if not report.get("aborted") and measured:
+        paths.append(RESULTS / "latest.json")
+    for path in paths:
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return paths
