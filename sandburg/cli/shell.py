@@ -25,9 +25,21 @@ from .._client import Sandburg
 from .._ws import PTY_SUBPROTOCOL, control, ws_url
 
 
+def _size() -> tuple[int, int]:
+    """The local terminal's size, asked of the terminal itself (COLUMNS/LINES in the env may be stale)."""
+    for fd in (1, 0, 2):
+        try:
+            size = os.get_terminal_size(fd)
+            return size.columns, size.lines
+        except OSError:
+            continue
+    fallback = shutil.get_terminal_size((80, 24))
+    return fallback.columns, fallback.lines
+
+
 def run(sb: Sandburg, ref: str, cwd: str | None) -> int:
     box = sb.get(ref)
-    cols, rows = shutil.get_terminal_size((80, 24))
+    cols, rows = _size()
     url = ws_url(
         sb.api_url, f"/toolbox/{box.id}/process/pty/create-connect", {"cols": cols, "rows": rows, "cwd": cwd}
     )
@@ -78,7 +90,7 @@ def run(sb: Sandburg, ref: str, cwd: str | None) -> int:
                     break
                 if wake_r in ready:
                     os.read(wake_r, 64)
-                    c, r = shutil.get_terminal_size((80, 24))
+                    c, r = _size()
                     ws.send(json.dumps({"type": "resize", "cols": c, "rows": r}))
                 if stdin in ready:
                     data = os.read(stdin, 4096)

@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         node = Node(
             NodeConfig(
                 data_dir=settings.data_dir, cache_dir=settings.cache_dir, cgroup_parent=settings.cgroup_parent,
-                agent_start_timeout=settings.agent_start_timeout,
+                agent_start_timeout=settings.agent_start_timeout, run_limit_bytes=settings.run_limit_mib << 20,
             )
         )  # fmt: skip
         node.prepare(settings.images)

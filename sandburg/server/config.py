@@ -47,7 +47,8 @@ class Settings:
     min_disk_mib: int = 64
     pids_limit: int = 2048
     exec_max_timeout: int = 3600  # seconds a toolbox command may run when the caller sets no timeout
-    max_output_bytes: int = 10 * 1024 * 1024
+    max_output_bytes: int = 10 * 1024 * 1024  # per command (exec) / per session command (both streams)
+    run_limit_mib: int = 512  # the sandbox's run dir (agent socket, session logs), a quota'd subvolume
     agent_start_timeout: float = 30.0
     test_mode: bool = False  # allows SANDBURG_CRASH_AT; refused otherwise
     crash_at: str | None = None
@@ -87,6 +88,7 @@ class Settings:
             pids_limit=_int("SANDBURG_PIDS_LIMIT", cls.pids_limit),
             exec_max_timeout=_int("SANDBURG_EXEC_MAX_TIMEOUT", cls.exec_max_timeout),
             max_output_bytes=_int("SANDBURG_MAX_OUTPUT_BYTES", cls.max_output_bytes),
+            run_limit_mib=_int("SANDBURG_RUN_LIMIT_MIB", cls.run_limit_mib),
             test_mode=env.get("SANDBURG_TEST_MODE") == "1",
             crash_at=env.get("SANDBURG_CRASH_AT") or None,
         )

@@ -6,7 +6,10 @@ Daytona's SDK included — see the status they would get from the REST route.
 
 from __future__ import annotations
 
-from fastapi import WebSocket
+import asyncio
+from collections.abc import Awaitable
+
+from fastapi import WebSocket, WebSocketDisconnect
 
 from .._codes import ErrorCode
 from .auth import KeyCache, Principal
@@ -34,3 +37,21 @@ async def open_toolbox(ws: WebSocket, sandbox_id: str) -> tuple[Principal, Sandb
         await deny(ws, exc)
         return None
     return principal, svc
+
+
+async def pump_both(output: Awaitable[None], inputs: Awaitable[None]) -> None:
+    """Run the output pump until it ends; if the input side ends first (the client went away), stop the output
+    pump too, so that leaving the caller's `async with` drops the agent connection and kills what runs there."""
+    out_task = asyncio.ensure_future(output)
+    in_task = asyncio.ensure_future(inputs)
+    try:
+        done, _ = await asyncio.wait({out_task, in_task}, return_when=asyncio.FIRST_COMPLETED)
+        if out_task in done:
+            out_task.result()
+            return
+        out_task.cancel()
+        exc = in_task.exception()
+        raise exc if exc is not None else WebSocketDisconnect(1000)
+    finally:
+        for task in (out_task, in_task):
+            task.cancel()

@@ -32,7 +32,11 @@ def new_data_dir(kind: str) -> tuple[str, str]:
 def node_for(data_dir: str, cgroup_parent: str) -> Node:
     return Node(
         NodeConfig(
-            data_dir=data_dir, cache_dir=CACHE_DIR, cgroup_parent=cgroup_parent, store_size_bytes=64 << 30
+            data_dir=data_dir,
+            cache_dir=CACHE_DIR,
+            cgroup_parent=cgroup_parent,
+            store_size_bytes=64 << 30,
+            run_limit_bytes=64 << 20,  # small, so the run-dir limit test writes little
         )
     )
 

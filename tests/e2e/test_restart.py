@@ -4,6 +4,7 @@ any step of create or delete leaves nothing orphaned and nothing half-made."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -148,3 +149,51 @@ def test_crash_hook_is_refused_outside_test_mode(own_server):
     r = subprocess.run([sys.executable, "-m", "sandburg.server"], env=env, capture_output=True, timeout=60)
     assert r.returncode != 0
     assert b"SANDBURG_CRASH_AT is a test hook" in r.stderr
+
+
+@pytest.mark.parametrize("tier", ["container", "gvisor"])
+def test_session_logs_replay_after_restart(own_server, tier):
+    with client(own_server) as sb:
+        box = sb.create(isolation=tier, image="busybox")
+    base = f"toolbox/{box.id}/process/session"
+
+    def http() -> httpx.Client:
+        return httpx.Client(
+            base_url=own_server.api_url + "/",
+            headers={"Authorization": f"Bearer {own_server.api_key}"},
+            timeout=60,
+        )
+
+    try:
+        with http() as h:
+            assert h.post(base, json={"sessionId": "long"}).status_code == 201
+            cid = h.post(
+                f"{base}/long/exec",
+                json={"command": "for i in $(seq 1 40); do echo tick $i; sleep 0.1; done", "runAsync": True},
+            ).json()["cmdId"]
+            time.sleep(0.5)
+            first = h.get(f"{base}/long/command/{cid}/logs").json()
+        assert first["stdout"].startswith("tick 1\n")
+        own_server.kill()  # a crash while the command runs
+        own_server.start()
+        with http() as h:
+            deadline = time.monotonic() + 30
+            while (
+                h.get(f"{base}/long/command/{cid}").json()["exitCode"] is None
+            ):  # re-attached: it ends normally
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert h.get(f"{base}/long/command/{cid}").json()["exitCode"] == 0
+            rest = h.get(f"{base}/long/command/{cid}/logs", params={"offset": first["nextOffset"]}).json()
+            whole = h.get(f"{base}/long/command/{cid}/logs").json()
+        assert (
+            first["stdout"] + rest["stdout"]
+            == whole["stdout"]
+            == "".join(f"tick {i}\n" for i in range(1, 41))
+        )
+        # and the session itself is still there, with its state
+        with http() as h:
+            assert h.post(f"{base}/long/exec", json={"command": "echo still"}).json()["stdout"] == "still\n"
+    finally:
+        with client(own_server) as sb:
+            sb.get(box.id).delete()

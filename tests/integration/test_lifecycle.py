@@ -73,3 +73,15 @@ def test_agent_socket_replaced_by_a_symlink_is_refused(make_box, tmp_path):
             wait_ready(sock_path, 0.2)
     finally:
         decoy.close()
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_run_dir_is_size_limited(make_box, tier):
+    # /.sandburg/run is writable from inside (the agent's socket and session logs live there); on the host it is a
+    # subvolume of its own with a limit, so a sandbox cannot fill the host's disk through it
+    box = make_box(tier)
+    r = box.sh("dd if=/dev/zero of=/.sandburg/run/fill bs=1M count=200")
+    assert r.exit_code != 0 and (b"quota" in r.stderr.lower() or b"space" in r.stderr.lower()), r
+    assert os.path.getsize(os.path.join(box.node.run_path(box.id), "fill")) <= 64 << 20
+    box.sh("rm -f /.sandburg/run/fill")
+    assert box.out("echo ok") == "ok\n"  # the agent's socket still works

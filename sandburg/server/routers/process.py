@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
@@ -12,7 +11,7 @@ from ..._codes import ErrorCode
 from ...node.agent_client import AgentError, AgentUnavailable, ExecStream
 from ..errors import ApiError
 from ..schemas import ExecuteRequest, ExecuteResponse
-from ..ws import open_toolbox
+from ..ws import open_toolbox, pump_both
 from .toolbox import Auth, _agent, _call, _until_disconnect
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
@@ -105,12 +104,12 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
 
     try:
         async with stream as proc:
-            inputs = asyncio.ensure_future(pump_input(proc))
-            try:
+
+            async def forward() -> None:
                 async for name, chunk in proc:
                     await ws.send_bytes((STDOUT_MARK if name == "stdout" else STDERR_MARK) + chunk)
-            finally:
-                inputs.cancel()
+
+            await pump_both(forward(), pump_input(proc))
             res = proc.result
         await ws.send_json({
             "type": "control", "status": "exited", "exitCode": res.exit_code, "timedOut": res.timed_out,

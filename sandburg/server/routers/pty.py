@@ -11,7 +11,6 @@ subprotocol or the `envs` query parameter.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -25,7 +24,7 @@ from ..._codes import ErrorCode
 from ...node.agent_client import AgentError, AgentUnavailable, ExecStream
 from ..errors import ApiError
 from ..schemas import PtyList, PtyResize, PtySessionInfo
-from ..ws import deny, open_toolbox
+from ..ws import deny, open_toolbox, pump_both
 from .toolbox import Auth, _agent
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/process/pty", tags=["pty"])
@@ -122,12 +121,12 @@ async def create_connect(ws: WebSocket, sandbox_id: str) -> None:
         async with agent.pty(cols=cols, rows=rows, cwd=cwd, env=term.envs or None) as proc:
             term.proc, term.ws = proc, ws
             await ws.send_json({"type": "control", "status": "connected"})
-            keys = asyncio.ensure_future(_keystrokes(ws, proc, term))
-            try:
+
+            async def forward() -> None:
                 async for _name, chunk in proc:
                     await ws.send_bytes(chunk)
-            finally:
-                keys.cancel()
+
+            await pump_both(forward(), _keystrokes(ws, proc, term))
             code = proc.result.exit_code
         term.proc = None
         await ws.send_json({"type": "control", "status": "exited", "exitCode": code})
