@@ -26,6 +26,7 @@ from sandburg import Sandbox, Sandburg
 
 T = TypeVar("T")
 TARGET_MIB: dict[str, float] = {"container": 15.0, "gvisor": 30.0}  # idle memory per sandbox, agent included
+RELEASE_WAIT_S = 3.0  # after the deletes, before reading MemAvailable: processes reaped, memory freed
 MEMINFO_KEYS = "AnonPages Shmem SUnreclaim SReclaimable KernelStack PageTables Cached MemFree".split()
 
 
@@ -172,7 +173,7 @@ class Density:
 
         t_idle = time.monotonic()
         while time.monotonic() - t_idle < idle_s and not self.budget.expired():
-            time.sleep(min(1.0, idle_s - (time.monotonic() - t_idle)))
+            time.sleep(max(0.0, min(1.0, idle_s - (time.monotonic() - t_idle))))
         res.idle_s = round(time.monotonic() - t_idle, 1)
         if res.idle_s < idle_s:
             res.notes.append(f"idle cut to {res.idle_s:g} s of {idle_s:g} by the time budget")
@@ -193,7 +194,7 @@ class Density:
 
         deleted = self._all(pool, lambda i: self._delete(boxes[i]), len(boxes))
         self._timings(res, "delete", deleted)
-        self._settle(res, "after the deletes")
+        time.sleep(RELEASE_WAIT_S)  # a short, fixed window: the host's own drift has little time to add up
         released, _ = mem_available()
 
         k = len(boxes)
@@ -229,7 +230,7 @@ class Density:
             )
         if neighbours:
             res.notes.append(
-                f"other sandburg servers / test runs active, MemAvailable may be skewed: {neighbours}"
+                f"other sandburg servers / test runs active, MemAvailable may be skewed: {sorted(set(neighbours))}"
             )
         if per_box:
             mem.update(summarize(per_box))

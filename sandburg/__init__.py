@@ -17,10 +17,19 @@ Only the names in ``__all__`` are public; the ``_``-prefixed modules may change 
 this package never imports the server or the node runtime.
 """
 
-from ._async_client import AsyncFileSystem, AsyncProcess, AsyncSandbox, AsyncSandburg
-from ._client import FileSystem, Process, Sandbox, Sandburg
+from ._async_client import (
+    AsyncCommand,
+    AsyncExecStream,
+    AsyncFileSystem,
+    AsyncLogStream,
+    AsyncProcess,
+    AsyncSandbox,
+    AsyncSandburg,
+    AsyncSession,
+)
+from ._client import Command, ExecStream, FileSystem, LogStream, Process, Sandbox, Sandburg, Session
 from ._config import ClientConfig, resolve_config
-from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, parse_size_mib
+from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT
 from ._errors import (
     AgentUnavailableError,
     APIError,
@@ -58,7 +67,26 @@ from ._errors import (
     UnexpectedResponseError,
     UnprocessableError,
 )
-from ._models import ExecResult, FileInfo, HealthInfo, SandboxInfo, SandboxState, UploadResult
+from ._models import (
+    ExecResult,
+    FileInfo,
+    HealthInfo,
+    Match,
+    ReplaceResult,
+    ResultList,
+    SandboxInfo,
+    SandboxState,
+    UploadResult,
+)
+from ._sessions import (
+    CommandInfo,
+    ExecStreamResult,
+    Logs,
+    OutputChunk,
+    SessionCommandResult,
+    SessionInfo,
+)
+from ._sizes import parse_size_mib
 from ._version import __version__ as __version__  # the package version, e.g. "0.1.0"
 
 __all__ = [
@@ -66,36 +94,50 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "APIError",
     "AgentUnavailableError",
+    "AsyncCommand",
+    "AsyncExecStream",
     "AsyncFileSystem",
+    "AsyncLogStream",
     "AsyncProcess",
     "AsyncSandbox",
     "AsyncSandburg",
+    "AsyncSession",
     "AuthenticationError",
     "BadRequestError",
     "ClientConfig",
+    "Command",
+    "CommandInfo",
     "ConfigurationError",
     "ConflictError",
     "CredentialsNotFoundError",
     "DiskQuotaExceededError",
     "ExecResult",
+    "ExecStream",
+    "ExecStreamResult",
     "ExecTimeoutError",
     "FileAccessDeniedError",
     "FileExistsInSandboxError",
     "FileInfo",
     "FileNotFoundInSandboxError",
-    "GoneError",
     "FileSystem",
+    "GoneError",
     "HealthInfo",
     "ImageNotFoundError",
     "InvalidPathError",
     "InvalidResourcesError",
+    "LogStream",
+    "Logs",
+    "Match",
     "NotFoundError",
     "NotSupportedError",
+    "OutputChunk",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "PidsLimitReachedError",
     "Process",
     "RateLimitError",
+    "ReplaceResult",
+    "ResultList",
     "Sandbox",
     "SandboxBusyError",
     "SandboxInfo",
@@ -108,8 +150,11 @@ __all__ = [
     "SandburgError",
     "SandburgTimeoutError",
     "ServerError",
+    "Session",
+    "SessionCommandResult",
     "SessionEndedError",
     "SessionExistsError",
+    "SessionInfo",
     "SessionNotFoundError",
     "UnexpectedResponseError",
     "UnprocessableError",

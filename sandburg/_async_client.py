@@ -3,7 +3,8 @@
 It mirrors ``sandburg._client`` name for name: every public method has the sync one's signature and
 docstring (``Async``-prefixed types aside) and is ``async`` where the sync one does I/O;
 tests/unit/test_sdk_parity.py fails when the two drift. Request building, answer parsing and error mapping
-all live in ``_core`` / ``_models``, so a method here only awaits the sending.
+all live in ``_core`` / ``_files`` / ``_sessions`` / ``_models``, so a method here only awaits the sending.
+``sandbox.process`` and what it hands out (sessions, commands, streams) live in ``_async_process``.
 """
 
 from __future__ import annotations
@@ -18,21 +19,32 @@ from typing import IO, Any
 import httpx
 
 from . import _core as core
-from . import _localfs
+from . import _files, _localfs
+from ._async_process import AsyncCommand, AsyncExecStream, AsyncLogStream, AsyncProcess, AsyncSession
 from ._config import resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
 from ._models import (
-    ExecResult,
     FileInfo,
     HealthInfo,
+    Match,
+    ReplaceResult,
+    ResultList,
     SandboxInfo,
     UploadResult,
-    file_list_from_json,
     labels_from_json,
 )
 from ._version import __version__
 
-__all__ = ["AsyncFileSystem", "AsyncProcess", "AsyncSandbox", "AsyncSandburg"]
+__all__ = [
+    "AsyncCommand",
+    "AsyncExecStream",
+    "AsyncFileSystem",
+    "AsyncLogStream",
+    "AsyncProcess",
+    "AsyncSandbox",
+    "AsyncSandburg",
+    "AsyncSession",
+]
 
 
 class AsyncSandburg:
@@ -65,12 +77,20 @@ class AsyncSandburg:
 
     # ---------------------------------------------------------------------------------------- plumbing
 
-    async def _send(self, request: core.Request, upload: bytes | IO[bytes] | None = None) -> Any:
-        """Send ``request`` and return its decoded JSON answer, or raise the mapped error."""
+    async def _exchange(
+        self, request: core.Request, upload: bytes | IO[bytes] | None = None
+    ) -> httpx.Response:
+        """Send ``request`` and return its successful answer, read; or raise the mapped error."""
         try:
             response = await self._http.send(core.build_http_request(self._http, request, upload))
         except core.TRANSPORT_ERRORS as exc:
             raise core.error_from_transport(exc) from exc
+        core.raise_for_status(response.status_code, response.content)
+        return response
+
+    async def _send(self, request: core.Request, upload: bytes | IO[bytes] | None = None) -> Any:
+        """Send ``request`` and return its decoded JSON answer (None if empty), or raise the mapped error."""
+        response = await self._exchange(request, upload)
         return core.json_answer(response.status_code, response.content)
 
     @asynccontextmanager
@@ -210,33 +230,12 @@ class AsyncSandbox(core.SandboxBase):
         return self.labels
 
 
-class AsyncProcess:
-    """Runs commands in a sandbox (``sandbox.process``) — :class:`Process` with ``await``."""
-
-    def __init__(self, client: AsyncSandburg, sandbox: SandboxInfo) -> None:
-        self._client, self._sandbox = client, sandbox
-
-    async def exec(
-        self,
-        command: str,
-        *,
-        cwd: str | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-    ) -> ExecResult:
-        """Run a shell command line and wait for it to finish.
-
-        ``cwd`` defaults to the sandbox's working directory, ``env`` adds variables to the sandbox's.
-        After ``timeout`` seconds the server kills the command and :class:`ExecTimeoutError` is raised;
-        without one, the server's own limit applies. A non-zero exit code is not an error: check
-        :attr:`ExecResult.exit_code`.
-        """
-        request = core.exec_request(self._sandbox.id, command, cwd=cwd, env=env, timeout=timeout)
-        return ExecResult.from_json(await self._client._send(request))
-
-
 class AsyncFileSystem:
-    """Reads and writes files in a sandbox (``sandbox.fs``) — :class:`FileSystem` with ``await``."""
+    """Reads and writes files in a sandbox (``sandbox.fs``) — :class:`FileSystem` with ``await``.
+
+    A path is a ``str``; a name that is not UTF-8 is a ``str`` holding its bytes as surrogate escapes (as
+    ``os.fsdecode`` and the SDK's own answers give them), and reaches the sandbox as those exact bytes.
+    """
 
     def __init__(self, client: AsyncSandburg, sandbox: SandboxInfo) -> None:
         self._client, self._sandbox = client, sandbox
@@ -248,7 +247,7 @@ class AsyncFileSystem:
         local file by name use :meth:`upload_local`.
         """
         content = core.upload_content(data)
-        request = core.upload_request(self._sandbox.id, remote_path)
+        request = _files.upload_request(self._sandbox.id, remote_path)
         return UploadResult.from_json(await self._client._send(request, upload=content))
 
     async def upload_local(self, local_path: str | os.PathLike[str], remote_path: str) -> UploadResult:
@@ -258,7 +257,7 @@ class AsyncFileSystem:
 
     async def download_file(self, remote_path: str) -> bytes:
         """The whole content of ``remote_path``; prefer :meth:`download_to` for large files."""
-        async with self._client._stream(core.download_request(self._sandbox.id, remote_path)) as response:
+        async with self._client._stream(_files.download_request(self._sandbox.id, remote_path)) as response:
             return await response.aread()
 
     async def download_to(self, remote_path: str, local_path: str | os.PathLike[str]) -> int:
@@ -269,17 +268,92 @@ class AsyncFileSystem:
         """
         written = 0
         with _localfs.atomic_write(local_path) as out:
-            request = core.download_request(self._sandbox.id, remote_path)
+            request = _files.download_request(self._sandbox.id, remote_path)
             async with self._client._stream(request) as response:
                 async for chunk in response.aiter_bytes(core.CHUNK_SIZE):
                     out.write(chunk)
                     written += len(chunk)
         return written
 
-    async def list(self, path: str) -> builtins.list[FileInfo]:
-        """The entries of the directory ``path``."""
-        return file_list_from_json(await self._client._send(core.list_files_request(self._sandbox.id, path)))
+    async def list(self, path: str, *, depth: int | None = None) -> ResultList[FileInfo]:
+        """The entries of the directory ``path``, sorted by name.
+
+        With ``depth`` > 1 its subdirectories' entries too, down to that depth, each directory right before
+        its entries (a symlinked directory is listed, not entered). The server stops at 100 000 entries:
+        then the list's ``truncated`` is true.
+        """
+        response = await self._client._exchange(_files.list_files_request(self._sandbox.id, path, depth))
+        return _files.file_listing(core.json_answer(response.status_code, response.content), response.headers)
 
     async def info(self, path: str) -> FileInfo:
         """Details of the file or directory ``path``; raises :class:`FileNotFoundInSandboxError`."""
-        return FileInfo.from_json(await self._client._send(core.file_info_request(self._sandbox.id, path)))
+        return FileInfo.from_json(await self._client._send(_files.file_info_request(self._sandbox.id, path)))
+
+    async def find(self, path: str, pattern: str, *, regex: bool = False) -> ResultList[Match]:
+        """The lines containing ``pattern`` in the text files under ``path`` (or in the file ``path``), like
+        ``grep -rn``; binary files are skipped.
+
+        ``pattern`` is a fixed string, or with ``regex=True`` a Python regular expression. The server stops
+        at 10 000 matches: then the list's ``truncated`` is true.
+        """
+        request = _files.find_request(self._sandbox.id, path, pattern, regex)
+        response = await self._client._exchange(request)
+        return _files.matches(core.json_answer(response.status_code, response.content), response.headers)
+
+    async def search(self, path: str, pattern: str) -> ResultList[str]:
+        """The paths of the files under the directory ``path`` whose name matches the glob ``pattern`` at
+        any depth (``"*.py"``); a pattern with a ``/`` matches the path relative to ``path``
+        (``"src/**/*.ts"``). ``*``, ``?``, ``**``, ``[a-z]``, ``{a,b}``. At most 100 000: then the list's
+        ``truncated`` is true.
+        """
+        response = await self._client._exchange(_files.search_request(self._sandbox.id, path, pattern))
+        return _files.search_result(
+            core.json_answer(response.status_code, response.content), response.headers
+        )
+
+    async def replace(
+        self, files: Iterable[str], pattern: str, new_value: str
+    ) -> builtins.list[ReplaceResult]:
+        """Replace every occurrence of the fixed string ``pattern`` by ``new_value`` in each of ``files``
+        (one path alone is fine), and return one :class:`ReplaceResult` per file, in order.
+
+        A file that fails (missing, binary, too large, ...) is reported in its result, not raised. A
+        changed file is rewritten atomically, keeping its mode and owner.
+        """
+        request = _files.replace_request(self._sandbox.id, files, pattern, new_value)
+        return _files.replace_results(await self._client._send(request))
+
+    async def move(self, source: str, destination: str, *, overwrite: bool = False) -> None:
+        """Rename ``source`` to ``destination`` (across file systems: copy, then delete).
+
+        An existing ``destination`` raises :class:`FileExistsInSandboxError` unless ``overwrite=True``.
+        """
+        await self._client._send(_files.move_request(self._sandbox.id, source, destination, overwrite))
+
+    async def chmod(self, path: str, mode: int | str) -> None:
+        """Set the permission bits of ``path`` (a final symlink is followed): ``0o755``, or ``"755"``."""
+        await self._client._send(_files.chmod_request(self._sandbox.id, path, mode))
+
+    async def chown(self, path: str, owner: str | int | None = None, group: str | int | None = None) -> None:
+        """Set the owner and/or group of ``path`` (a final symlink is followed).
+
+        Each is a name from the sandbox's ``/etc/passwd`` / ``/etc/group`` or a numeric id; an unknown name
+        raises :class:`BadRequestError`. Raises ``ValueError`` when neither is given.
+        """
+        await self._client._send(_files.chown_request(self._sandbox.id, path, owner, group))
+
+    async def mkdir(self, path: str, mode: int | str = 0o755) -> None:
+        """Create the directory ``path`` with exactly ``mode``, and its missing parents (like ``mkdir -p``).
+
+        An existing directory is fine (its mode is kept); anything else there raises
+        :class:`FileExistsInSandboxError`.
+        """
+        await self._client._send(_files.mkdir_request(self._sandbox.id, path, mode))
+
+    async def delete(self, path: str, *, recursive: bool = False) -> None:
+        """Delete the file, symlink (never its target) or directory ``path``.
+
+        A directory that is not empty needs ``recursive=True`` (else :class:`ConflictError`, code
+        ``DIRECTORY_NOT_EMPTY``); a recursive delete does not enter symlinked directories.
+        """
+        await self._client._send(_files.delete_request(self._sandbox.id, path, recursive))

@@ -11,10 +11,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from http import HTTPStatus
 from typing import IO, Any, Final
 from urllib.parse import quote
@@ -31,6 +29,7 @@ from ._errors import (
     error_class,
 )
 from ._models import SandboxInfo, SandboxState
+from ._sizes import parse_size_mib as parse_size_mib  # re-exported (CLI, tests)
 
 DEFAULT_TIMEOUT: Final = 60.0
 """Seconds the client waits for a connection and for each read or write of an ordinary request."""
@@ -103,13 +102,25 @@ def build_http_request(
     if request.upload is not None and upload is not None:
         field, filename = request.upload
         files = {field: (filename, upload, "application/octet-stream")}
+    content, headers = None, None
+    if request.json is not None:  # ASCII, so that a path's surrogate-escaped bytes travel as \udcXX
+        content = json.dumps(request.json, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+        headers = {"Content-Type": "application/json"}
     return http.build_request(
         request.method,
-        request.path,
-        params=list(request.params) or None,
-        json=request.json,
+        request.path + (f"?{encode_query(request.params)}" if request.params else ""),
+        content=content,
+        headers=headers,
         files=files,
         timeout=http_timeout(http.timeout, request.timeout),
+    )
+
+
+def encode_query(params: Iterable[tuple[str, str]]) -> str:
+    """A query string, every value percent-encoded as bytes: a ``str`` holding surrogate escapes (the
+    ``surrogateescape`` form of a file name that is not UTF-8) goes as its original bytes (docs/api.md)."""
+    return "&".join(
+        f"{quote(k, safe='')}={quote(v.encode('utf-8', 'surrogateescape'), safe='')}" for k, v in params
     )
 
 
@@ -127,61 +138,17 @@ def upload_content(data: UploadData) -> bytes | IO[bytes]:
     return data
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*$")
-# Binary units throughout, as Docker does: "4G", "4GB" and "4GiB" all mean 4096 MiB.
-_UNIT_MIB: Final = {
-    "": 1024,
-    "g": 1024,
-    "gb": 1024,
-    "gi": 1024,
-    "gib": 1024,
-    "m": 1,
-    "mb": 1,
-    "mi": 1,
-    "mib": 1,
-}
-_UNIT_MIB.update({"t": 1024**2, "tb": 1024**2, "ti": 1024**2, "tib": 1024**2})
-
-
-def parse_size_mib(value: int | float | str) -> int:
-    """Convert a memory or disk size to whole MiB.
-
-    Numbers are GiB (``4`` → 4096, ``1.5`` → 1536). Strings are a number with an optional unit, case
-    insensitive: ``M``/``MB``/``MiB``, ``G``/``GB``/``GiB`` (the default), ``T``/``TB``/``TiB``, all binary
-    (1G = 1024 MiB), e.g. ``"512MiB"``, ``"4GiB"``, ``"1.5GiB"``, ``"10G"``, ``"100M"``.
-    Raises ``ValueError`` for anything else, for zero, and for sizes that are not a whole number of MiB.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"invalid size {value!r}: expected a number of GiB or a string such as '4GiB'")
-    if isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        unit = match.group(2).lower() if match else ""
-        if match is None or unit not in _UNIT_MIB:
-            raise ValueError(
-                f"invalid size {value!r}: expected a number with an optional unit "
-                "(M, MiB, G, GiB, T, TiB; default GiB), e.g. '512MiB', '4GiB', '1.5GiB', '10G'"
-            )
-        number, factor = match.group(1), _UNIT_MIB[unit]
-    else:
-        number, factor = str(value), 1024
-    try:
-        mib = Decimal(number) * factor
-    except InvalidOperation as exc:
-        raise ValueError(f"invalid size {value!r}: not a number") from exc
-    if not mib.is_finite():  # float nan / inf; the string pattern already refuses them
-        raise ValueError(f"invalid size {value!r}: not a finite number")
-    if mib <= 0:
-        raise ValueError(f"invalid size {value!r}: must be greater than zero")
-    if mib != mib.to_integral_value():
-        raise ValueError(f"invalid size {value!r}: is {mib} MiB, not a whole number of MiB")
-    return int(mib)
+def path_segment(value: str, what: str) -> str:
+    """``value`` as one URL path segment; empty, it would silently address the collection instead."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must not be empty")
+    return quote(value, safe="")
 
 
 def _seg(value: str) -> str:
-    """One URL path segment; an empty id would silently address the collection instead."""
-    if not value:
-        raise ValueError("a sandbox id or name must not be empty")
-    return quote(value, safe="")
+    return path_segment(value, "a sandbox id or name")
 
 
 def _str_map(name: str, value: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -278,15 +245,14 @@ EXEC_TIMEOUT_MARGIN: Final = 10.0
 """Seconds the HTTP read timeout exceeds an exec ``timeout``, so the server's 408 arrives first."""
 
 
-def exec_request(
-    sandbox_id: str,
+def exec_body(
     command: str,
     *,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
-) -> Request:
-    """``POST /toolbox/{id}/process/execute``. Without ``timeout`` the client waits as long as the server."""
+) -> dict[str, Any]:
+    """The ``ExecuteRequest`` body (also the first message of the exec stream)."""
     if not isinstance(command, str):
         raise TypeError(f"command must be a str (a shell command line), got {type(command).__name__}")
     body: dict[str, Any] = {"command": command}
@@ -296,36 +262,21 @@ def exec_request(
         body["envs"] = _str_map("env", env)
     if timeout is not None:
         body["timeout"] = timeout
+    return body
+
+
+def exec_request(
+    sandbox_id: str,
+    command: str,
+    *,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+) -> Request:
+    """``POST /toolbox/{id}/process/execute``. Without ``timeout`` the client waits as long as the server."""
+    body = exec_body(command, cwd=cwd, env=env, timeout=timeout)
     read = None if timeout is None else timeout + EXEC_TIMEOUT_MARGIN
     return Request("POST", f"/toolbox/{_seg(sandbox_id)}/process/execute", json=body, timeout=read)
-
-
-def _file_request(method: str, sandbox_id: str, suffix: str, path: str, **kw: Any) -> Request:
-    if not path:
-        raise ValueError("a sandbox path must not be empty")
-    return Request(method, f"/toolbox/{_seg(sandbox_id)}/files{suffix}", params=(("path", path),), **kw)
-
-
-def list_files_request(sandbox_id: str, path: str) -> Request:
-    """``GET /toolbox/{id}/files?path=``."""
-    return _file_request("GET", sandbox_id, "", path)
-
-
-def file_info_request(sandbox_id: str, path: str) -> Request:
-    """``GET /toolbox/{id}/files/info?path=``."""
-    return _file_request("GET", sandbox_id, "/info", path)
-
-
-def download_request(sandbox_id: str, path: str) -> Request:
-    """``GET /toolbox/{id}/files/download?path=``, streamed."""
-    return _file_request("GET", sandbox_id, "/download", path, stream=True)
-
-
-def upload_request(sandbox_id: str, path: str) -> Request:
-    """``POST /toolbox/{id}/files/upload?path=`` with multipart field ``file``."""
-    return _file_request(
-        "POST", sandbox_id, "/upload", path, upload=("file", path.rstrip("/").rsplit("/", 1)[-1])
-    )
 
 
 def health_request() -> Request:
@@ -399,9 +350,10 @@ def decode_json(status_code: int, content: bytes) -> Any:
 
 
 def json_answer(status_code: int, content: bytes) -> Any:
-    """The decoded JSON of a 2xx answer; raises the mapped :class:`APIError` for any other status."""
+    """The decoded JSON of a 2xx answer (None for an empty one, such as a 201 or 204 without a body);
+    raises the mapped :class:`APIError` for any other status."""
     raise_for_status(status_code, content)
-    return decode_json(status_code, content)
+    return decode_json(status_code, content) if content else None
 
 
 class SandboxBase(SandboxInfo):

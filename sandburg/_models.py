@@ -6,15 +6,27 @@ answers omit sandburg's) and strict only about what the SDK cannot do without, s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from ._errors import UnexpectedResponseError
 
-__all__ = ["ExecResult", "FileInfo", "HealthInfo", "SandboxInfo", "SandboxState", "UploadResult"]
+__all__ = [
+    "ExecResult",
+    "FileInfo",
+    "HealthInfo",
+    "Match",
+    "ReplaceResult",
+    "ResultList",
+    "SandboxInfo",
+    "SandboxState",
+    "UploadResult",
+]
+
+T = TypeVar("T")
 
 
 def _object(data: Any, what: str) -> dict[str, Any]:
@@ -165,7 +177,12 @@ class ExecResult:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """One entry of a sandbox's file system (``mode`` like ``-rw-r--r--``, ``permissions`` like ``0644``)."""
+    """One entry of a sandbox's file system (``mode`` like ``-rw-r--r--``, ``permissions`` like ``0644``).
+
+    ``link_target`` is where a symlink points (None for anything else). A name that is not UTF-8 holds its
+    bytes as surrogate escapes: ``os.fsencode(info.path)`` (or ``.encode("utf-8", "surrogateescape")``)
+    gives them back, and the SDK's methods take such a ``str`` as it is.
+    """
 
     name: str
     path: str = ""
@@ -176,6 +193,7 @@ class FileInfo:
     mod_time: datetime | None = None
     owner: str = ""
     group: str = ""
+    link_target: str | None = None
 
     @staticmethod
     def from_json(data: Any) -> FileInfo:
@@ -191,6 +209,7 @@ class FileInfo:
             mod_time=_time(d, "modTime"),
             owner=_str(d, "owner"),
             group=_str(d, "group"),
+            link_target=_str(d, "linkTarget") or None,
         )
 
 
@@ -229,8 +248,65 @@ def labels_from_json(data: Any) -> dict[str, str]:
 
 def file_list_from_json(data: Any) -> list[FileInfo]:
     """Decode ``[FileInfo]``; a ``null`` answer is an empty directory."""
+    return [FileInfo.from_json(item) for item in list_from_json(data, "FileInfo")]
+
+
+class ResultList(list[T]):
+    """A list the server may have cut at its limit (entries, matches or files): :attr:`truncated` says so.
+
+    It compares equal to a plain list with the same items.
+    """
+
+    truncated: bool
+    """Whether the server stopped at its limit, so that more exist than the list holds."""
+
+    def __init__(self, items: Iterable[T] = (), truncated: bool = False) -> None:
+        super().__init__(items)
+        self.truncated = truncated
+
+    def __repr__(self) -> str:
+        return f"ResultList({list.__repr__(self)}, truncated={self.truncated})"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One line that :meth:`FileSystem.find` found: the file, the line number (from 1) and its content.
+
+    ``content`` is the line's first 2 KiB, invalid UTF-8 replaced.
+    """
+
+    file: str
+    line: int
+    content: str = ""
+
+    @staticmethod
+    def from_json(data: Any) -> Match:
+        """Decode a ``Match`` JSON object."""
+        d = _object(data, "Match")
+        return Match(file=_str(d, "file"), line=_int(d, "line"), content=_str(d, "content"))
+
+
+@dataclass(frozen=True)
+class ReplaceResult:
+    """The outcome of :meth:`FileSystem.replace` for one file; ``error`` says why it failed (else None)."""
+
+    file: str
+    success: bool
+    error: str | None = None
+
+    @staticmethod
+    def from_json(data: Any) -> ReplaceResult:
+        """Decode a ``ReplaceResult`` JSON object."""
+        d = _object(data, "ReplaceResult")
+        return ReplaceResult(
+            file=_str(d, "file"), success=d.get("success") is True, error=_str(d, "error") or None
+        )
+
+
+def list_from_json(data: Any, what: str) -> list[Any]:
+    """A JSON list answer (``null`` is empty); raises :class:`UnexpectedResponseError` for anything else."""
     if data is None:
         return []
     if not isinstance(data, list):
-        raise UnexpectedResponseError(f"expected a list of FileInfo, got {type(data).__name__}", body=data)
-    return [FileInfo.from_json(item) for item in data]
+        raise UnexpectedResponseError(f"expected a list of {what}, got {type(data).__name__}", body=data)
+    return data

@@ -55,7 +55,11 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 # parser state clean: after a failed eval in a brace group read from a pipe, bash misparses the next input line.
 _PRELUDE = (
     '__sb_run() { echo "S $1" >&3; __sb_c=$2; shift 2; command eval "$__sb_c" 3>&-; }\n'
-    '__sb_bg() { __sb_i=$1; echo "S $1" >&3; __sb_c=$2; shift 2; command eval "$__sb_c" 3>&-; echo "E $__sb_i $?" >&3; }\n'
+    # background: the command runs in a subshell of the job, so that `exit` in a trap ends only the command and the
+    # job still reports its status; the job itself shrugs off TERM/INT/HUP (traps reset in the subshell) and dies
+    # only by SIGKILL, which the agent notices by its pid
+    '__sb_bg() { __sb_i=$1; echo "S $1" >&3; __sb_c=$2; shift 2; trap : TERM INT HUP; '
+    '( command eval "$__sb_c" 3>&- ); echo "E $__sb_i $?" >&3; }\n'
 )
 _FG_TEMPLATE = '__sb_run {cid} {cmd} </dev/null >{out} 2>{err}; echo "E {cid} $?" >&3\n'
 _BG_TEMPLATE = '{jc_on}__sb_bg {cid} {cmd} <{inp} >{out} 2>{err} & echo "P {cid} $!" >&3{jc_off}\n'
@@ -100,6 +104,8 @@ class Command:
         self.started = False
         self.ended = False
         self.in_w = -1
+        self.close_pending = False
+        self.stdin_lock = _thread.allocate_lock()
         self.done_r, self.done_w = os.pipe()  # closed write end = the command's record is complete
         base = f"{session.fifo_dir}/{cid}"
         self.fifos = (base + ".out", base + ".err", base + ".in")
@@ -207,9 +213,15 @@ class Command:
         self.ended = True
 
     def close_stdin(self) -> None:
-        if self.in_w >= 0:
-            os.close(self.in_w)
-            self.in_w = -1
+        # Before the job has opened its end of the stdin FIFO, closing the only writer would leave its `<fifo`
+        # open blocked forever: wait for its start ("S" comes after its redirections are in place).
+        with self.stdin_lock:
+            if not self.started and not self.ended:
+                self.close_pending = True
+                return
+            if self.in_w >= 0:
+                os.close(self.in_w)
+                self.in_w = -1
 
 
 class Session:
@@ -279,7 +291,10 @@ class Session:
             return
         cmd = self.commands[parts[1]]
         if parts[0] == "S":
-            cmd.started = True
+            with cmd.stdin_lock:
+                cmd.started = True
+            if cmd.close_pending:
+                cmd.close_stdin()
         elif parts[0] == "P" and len(parts) == 3 and parts[2].isdigit():
             cmd.pgid = int(parts[2])
         elif parts[0] == "E" and len(parts) == 3:

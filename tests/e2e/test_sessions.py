@@ -135,3 +135,40 @@ def test_unknown_session_and_command(http, box_id):
     r = http.post(base, json={"sessionId": "../x"})
     assert r.status_code == 400
     assert json.loads(r.text)["code"] == "VALIDATION_ERROR"
+
+
+def test_trapped_term_reports_its_own_exit_and_early_stdin_close(http, box_id):
+    base = f"toolbox/{box_id}/process/session"
+    http.post(base, json={"sessionId": "tr"})
+    cid = http.post(
+        f"{base}/tr/exec",
+        json={
+            "command": "trap 'echo term; exit 9' TERM; echo ready; while true; do sleep 0.1; done",
+            "runAsync": True,
+        },
+    ).json()["cmdId"]
+    deadline = time.monotonic() + 10
+    while "ready" not in http.get(f"{base}/tr/command/{cid}/logs").json()["stdout"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    http.post(f"{base}/tr/command/{cid}/signal", json={"signal": 15})
+    assert wait_exit(http, f"{base}/tr/command/{cid}") == 9
+    assert http.get(f"{base}/tr/command/{cid}/logs").json()["stdout"] == "ready\nterm\n"
+    # stdin closed at once, before the job had opened it: the command still sees EOF and ends
+    cat = http.post(f"{base}/tr/exec", json={"command": "cat; echo eof", "runAsync": True}).json()["cmdId"]
+    assert http.post(f"{base}/tr/command/{cat}/input", json={"data": "x\n", "close": True}).status_code == 204
+    assert wait_exit(http, f"{base}/tr/command/{cat}") == 0
+    assert http.get(f"{base}/tr/command/{cat}/logs").json()["stdout"] == "x\neof\n"
+    # input bytes that are not UTF-8 pass as \udcXX escapes
+    raw = http.post(
+        f"{base}/tr/exec", json={"command": "od -An -tx1 | tr -d ' \\n'", "runAsync": True}
+    ).json()["cmdId"]
+    body = b'{"data": "\\udcff\\udcfe", "close": true}'
+    assert (
+        http.post(
+            f"{base}/tr/command/{raw}/input", content=body, headers={"content-type": "application/json"}
+        ).status_code
+        == 204
+    )
+    wait_exit(http, f"{base}/tr/command/{raw}")
+    assert http.get(f"{base}/tr/command/{raw}/logs").json()["stdout"] == "fffe"

@@ -21,6 +21,7 @@ import pytest
 
 import sandburg
 from sandburg import _core as core
+from sandburg import _files as fs_core
 from sandburg._codes import STATUS, ErrorCode
 from sandburg._config import resolve_config
 from sandburg._errors import CODE_ERRORS, STATUS_ERRORS, error_class
@@ -363,13 +364,13 @@ def test_exec_and_file_requests() -> None:
     assert req.timeout == 5 + core.EXEC_TIMEOUT_MARGIN
     bare = core.exec_request("id1", "ls")
     assert bare.json == {"command": "ls"} and bare.timeout is None
-    up = core.upload_request("id1", "/workspace/a b.txt")
+    up = fs_core.upload_request("id1", "/workspace/a b.txt")
     assert (up.path, up.params, up.upload) == (
         "/toolbox/id1/files/upload",
         (("path", "/workspace/a b.txt"),),
         ("file", "a b.txt"),
     )
-    assert core.download_request("id1", "/x").stream
+    assert fs_core.download_request("id1", "/x").stream
     assert core.get_request("a/b").path == "/sandbox/a%2Fb"
     with pytest.raises(ValueError, match="must not be empty"):
         core.get_request("")
@@ -387,7 +388,7 @@ def test_helpers_both_clients_share() -> None:
     with pytest.raises(sandburg.SandboxNotFoundError):
         core.json_answer(404, b'{"code": "SANDBOX_NOT_FOUND", "message": "gone"}')
     with httpx.Client(base_url="http://fake/api", timeout=7.0) as http:
-        req = core.build_http_request(http, core.upload_request("id1", "/w/f"), b"data")
+        req = core.build_http_request(http, fs_core.upload_request("id1", "/w/f"), b"data")
     assert (req.method, str(req.url)) == ("POST", "http://fake/api/toolbox/id1/files/upload?path=%2Fw%2Ff")
     assert (
         req.headers["content-type"].startswith("multipart/form-data")

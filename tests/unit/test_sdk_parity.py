@@ -1,10 +1,11 @@
 """The sync and async SDK have one public surface.
 
-Every class the sync shell exports (``sandburg._client.__all__``: the client, the sandbox and its namespaces)
-has an ``Async`` twin in ``sandburg._async_client`` with the same public members: the same names, the same
-signatures (parameter names, kinds, defaults and annotations, reading ``AsyncX`` as ``X``; an ``async def``
-declares its unwrapped return type, so there is no coroutine wrapping to strip), the same docstrings, and a
-coroutine function wherever the sync member does I/O. Adding a member to one side only fails here.
+Every class the sync shell exports (``sandburg._client.__all__``: the client, the sandbox, its namespaces and
+what they hand out) has an ``Async`` twin in ``sandburg._async_client`` with the same public members: the same
+names, the same signatures (parameter names, kinds, defaults and annotations, reading ``AsyncX`` as ``X``; an
+``async def`` declares its unwrapped return type, so there is no coroutine wrapping to strip), the same
+docstrings, and a coroutine function wherever the sync member does I/O. Adding a member to one side only fails
+here.
 """
 
 from __future__ import annotations
@@ -24,14 +25,21 @@ import sandburg
 from sandburg import _async_client, _client
 from sandburg._models import SandboxInfo
 
-PURE_METHODS: frozenset[str] = frozenset()
-"""Public sync methods (``"Class.name"``) that do no I/O, so their async twins stay plain functions."""
+PURE_METHODS: frozenset[str] = frozenset({"Process.exec_stream", "Command.follow_logs"})
+"""Public sync methods (``"Class.name"``) that do no I/O, so their async twins stay plain functions: they
+hand out a stream that connects once entered or iterated (``async with`` / ``async for`` on the async side)."""
+
+AWAITABLE_OR_STREAM: frozenset[str] = frozenset({"Command.logs"})
+"""Public sync methods whose async twin is a plain function returning either an awaitable (``await
+cmd.logs()``) or an async iterable stream (``async for chunk in cmd.logs(follow=True)``): its ``Awaitable[X]``
+return annotation reads as the sync ``X``."""
 
 SYNC_CLASSES = [obj for name in _client.__all__ if inspect.isclass(obj := getattr(_client, name))]
 PAIRS = [(cls, getattr(_async_client, f"Async{cls.__name__}", None)) for cls in SYNC_CLASSES]
 PAIR_IDS = [cls.__name__ for cls in SYNC_CLASSES]
 
 _ASYNC_PREFIX = re.compile(r"\bAsync(?=[A-Z])")
+_AWAITABLE = re.compile(r"\bAwaitable\[(\w+)\]")
 
 
 # ------------------------------------------------------------------------------------------- comparison
@@ -44,20 +52,28 @@ def _annotation(annotation: Any) -> str:
     return _ASYNC_PREFIX.sub("", text)  # AsyncSandbox -> Sandbox, httpx.AsyncBaseTransport -> ...
 
 
-def _signature(func: Any) -> list[str]:
+def _signature(func: Any, awaitable_result: bool = False) -> list[str]:
     sig = inspect.signature(func)
     params = [
         f"{p.kind.name} {p.name}: {_annotation(p.annotation)} = {p.default!r}"
         for p in sig.parameters.values()
     ]
-    return [*params, f"-> {_annotation(sig.return_annotation)}"]
+    result = _annotation(sig.return_annotation)
+    if awaitable_result:
+        result = _AWAITABLE.sub(r"\1", result)
+    return [*params, f"-> {result}"]
 
 
 def _public(cls: type) -> set[str]:
     return {name for name in dir(cls) if not name.startswith("_")}
 
 
-def _differences(sync_cls: type, async_cls: type, pure: frozenset[str] = PURE_METHODS) -> list[str]:
+def _differences(
+    sync_cls: type,
+    async_cls: type,
+    pure: frozenset[str] = PURE_METHODS,
+    dual: frozenset[str] = AWAITABLE_OR_STREAM,
+) -> list[str]:
     """Every way ``async_cls`` is not the async twin of ``sync_cls``; empty when they match."""
     problems: list[str] = []
     sync_names, async_names = _public(sync_cls), _public(async_cls)
@@ -71,7 +87,7 @@ def _differences(sync_cls: type, async_cls: type, pure: frozenset[str] = PURE_ME
         if type(s) is not type(a):
             problems.append(f"{where}: a {type(s).__name__} on one side, a {type(a).__name__} on the other")
             continue
-        does_io = not isinstance(s, property) and where not in pure
+        does_io = not isinstance(s, property) and where not in pure | dual
         if isinstance(s, property):
             s, a = s.fget, a.fget
         elif isinstance(s, staticmethod | classmethod):
@@ -80,8 +96,8 @@ def _differences(sync_cls: type, async_cls: type, pure: frozenset[str] = PURE_ME
             if s != a:
                 problems.append(f"{where}: {s!r} != {a!r}")
             continue
-        if _signature(s) != _signature(a):
-            problems.append(f"{where}: signature {_signature(s)} != {_signature(a)}")
+        if _signature(s) != _signature(a, where in dual):
+            problems.append(f"{where}: signature {_signature(s)} != {_signature(a, where in dual)}")
         if inspect.getdoc(s) != inspect.getdoc(a):
             problems.append(f"{where}: docstrings differ")
         if inspect.iscoroutinefunction(s):
@@ -92,10 +108,18 @@ def _differences(sync_cls: type, async_cls: type, pure: frozenset[str] = PURE_ME
     return problems
 
 
-def _attribute_docs(module: Any, class_name: str) -> dict[str, str]:
+def _class_def(class_name: str) -> ast.ClassDef:
+    """The definition of a class of the SDK, in whichever of its modules it is."""
+    for path in sorted(Path(sandburg.__file__).parent.glob("_*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and node.name == class_name:
+                return node
+    raise AssertionError(f"no class {class_name} in sandburg/_*.py")
+
+
+def _attribute_docs(class_name: str) -> dict[str, str]:
     """Attribute docstrings of a class: ``name: T`` in its body or ``self.name = ...`` in ``__init__``."""
-    tree = ast.parse(Path(module.__file__).read_text())
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name)
+    cls = _class_def(class_name)
     inits = [f.body for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"]
     docs = {}
     for body in [cls.body, *inits]:
@@ -135,7 +159,7 @@ def test_same_attributes_and_attribute_docs(sync_cls: type, async_cls: type | No
         {k: _annotation(v) for k, v in inspect.get_annotations(cls).items()} for cls in (sync_cls, async_cls)
     ]
     assert annotations[0] == annotations[1]
-    docs = _attribute_docs(_client, sync_cls.__name__), _attribute_docs(_async_client, async_cls.__name__)
+    docs = _attribute_docs(sync_cls.__name__), _attribute_docs(async_cls.__name__)
     assert docs[0] == docs[1]
 
 
@@ -166,9 +190,19 @@ def _instance_pairs() -> Iterator[tuple[object, object]]:
     sync_client = sandburg.Sandburg("http://fake/api", "k", transport=transport)
     async_client = sandburg.AsyncSandburg("http://fake/api", "k", transport=transport)
     info = SandboxInfo(id="x", name="box", state="started")
-    todo = [
+    session, command = sandburg.SessionInfo(id="s"), sandburg.CommandInfo(id="c", command="make")
+    sync_box, async_box = sandburg.Sandbox(sync_client, info), sandburg.AsyncSandbox(async_client, info)
+    sync_cmd = sandburg.Command(sync_client, "x", "s", command)
+    async_cmd = sandburg.AsyncCommand(async_client, "x", "s", command)
+    todo: list[tuple[object, object]] = [
         (sync_client, async_client),
-        (sandburg.Sandbox(sync_client, info), sandburg.AsyncSandbox(async_client, info)),
+        (sync_box, async_box),
+        (sandburg.Session(sync_client, "x", session), sandburg.AsyncSession(async_client, "x", session)),
+        (sync_cmd, async_cmd),
+        # streams connect only once entered or iterated: handing them out sends nothing
+        (sync_cmd.follow_logs(), async_cmd.follow_logs()),
+        (sync_cmd.logs(follow=True), async_cmd.logs(follow=True)),
+        (sync_box.process.exec_stream("make"), async_box.process.exec_stream("make")),
     ]
     try:
         while todo:

@@ -8,6 +8,7 @@ restart too — and followed over a WebSocket with Daytona's stream markers.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -203,13 +204,36 @@ async def follow_logs(
         pass
 
 
-@router.post("/{session_id}/command/{command_id}/input", status_code=204, response_class=Response)
+@router.post(
+    "/{session_id}/command/{command_id}/input",
+    status_code=204,
+    response_class=Response,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": CommandInput.model_json_schema()}},
+        }
+    },
+)
 async def command_input(
-    sandbox_id: str, session_id: str, command_id: str, body: CommandInput, request: Request, who: Auth
+    sandbox_id: str, session_id: str, command_id: str, request: Request, who: Auth
 ) -> Response:
-    """Write to a background command's stdin (`close: true` then ends it); 410 once the command has ended."""
+    """Write to a background command's stdin (`close: true` then ends it); 410 once the command has ended.
+
+    Bytes that are not UTF-8 travel as JSON `\\udcXX` escapes (docs/api.md), which pydantic refuses: the body is
+    parsed with the json module and checked here."""
     svc, agent = _agent(request, sandbox_id, who)
-    await _call(svc, sandbox_id, S.send_input(agent, session_id, command_id, body.data, body.close))
+    raw = await request.body()
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "body: not JSON") from exc
+    if not isinstance(body, dict) or set(body) - {"data", "close"}:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, 'body: expected {"data": str, "close"?: bool}')
+    data, close = body.get("data", ""), body.get("close", False)
+    if not isinstance(data, str) or not isinstance(close, bool) or len(data) > 1 << 20:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, "data: a string of at most 1 MiB; close: a boolean")
+    await _call(svc, sandbox_id, S.send_input(agent, session_id, command_id, data, close))
     return Response(status_code=204)
 
 
