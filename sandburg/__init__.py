@@ -21,13 +21,14 @@ from ._async_client import (
     AsyncCommand,
     AsyncExecStream,
     AsyncFileSystem,
+    AsyncGit,
     AsyncLogStream,
     AsyncProcess,
     AsyncSandbox,
     AsyncSandburg,
     AsyncSession,
 )
-from ._client import Command, ExecStream, FileSystem, LogStream, Process, Sandbox, Sandburg, Session
+from ._client import Command, ExecStream, FileSystem, Git, LogStream, Process, Sandbox, Sandburg, Session
 from ._config import ClientConfig, resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT
 from ._errors import (
@@ -43,6 +44,17 @@ from ._errors import (
     FileAccessDeniedError,
     FileExistsInSandboxError,
     FileNotFoundInSandboxError,
+    GitAuthFailedError,
+    GitBranchExistsError,
+    GitBranchNotFoundError,
+    GitDirtyWorktreeError,
+    GitError,
+    GitMergeConflictError,
+    GitNotAvailableError,
+    GitPushRejectedError,
+    GitRemoteRejectedError,
+    GitRepoNotFoundError,
+    GitTransportError,
     GoneError,
     ImageNotFoundError,
     InvalidPathError,
@@ -67,6 +79,7 @@ from ._errors import (
     UnexpectedResponseError,
     UnprocessableError,
 )
+from ._git import GitBranches, GitCommitInfo, GitFileState, GitFileStatus, GitStatus
 from ._models import (
     ExecResult,
     FileInfo,
@@ -97,6 +110,7 @@ __all__ = [
     "AsyncCommand",
     "AsyncExecStream",
     "AsyncFileSystem",
+    "AsyncGit",
     "AsyncLogStream",
     "AsyncProcess",
     "AsyncSandbox",
@@ -120,6 +134,23 @@ __all__ = [
     "FileInfo",
     "FileNotFoundInSandboxError",
     "FileSystem",
+    "Git",
+    "GitAuthFailedError",
+    "GitBranchExistsError",
+    "GitBranchNotFoundError",
+    "GitBranches",
+    "GitCommitInfo",
+    "GitDirtyWorktreeError",
+    "GitError",
+    "GitFileState",
+    "GitFileStatus",
+    "GitMergeConflictError",
+    "GitNotAvailableError",
+    "GitPushRejectedError",
+    "GitRemoteRejectedError",
+    "GitRepoNotFoundError",
+    "GitStatus",
+    "GitTransportError",
     "GoneError",
     "HealthInfo",
     "ImageNotFoundError",

@@ -20,6 +20,7 @@ import httpx
 
 from . import _core as core
 from . import _files, _localfs
+from ._async_gitclient import AsyncGit
 from ._async_process import AsyncCommand, AsyncExecStream, AsyncLogStream, AsyncProcess, AsyncSession
 from ._config import resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
@@ -39,6 +40,7 @@ __all__ = [
     "AsyncCommand",
     "AsyncExecStream",
     "AsyncFileSystem",
+    "AsyncGit",
     "AsyncLogStream",
     "AsyncProcess",
     "AsyncSandbox",
@@ -201,12 +203,15 @@ class AsyncSandbox(core.SandboxBase):
     """Runs commands in the sandbox."""
     fs: AsyncFileSystem
     """Reads and writes the sandbox's files."""
+    git: AsyncGit
+    """Runs git in the sandbox: clone, status, branches, commit, push, pull, ..."""
 
     def __init__(self, client: AsyncSandburg, info: SandboxInfo) -> None:
         self._client = client
         self._update(info)
         self.process = AsyncProcess(client, self)
         self.fs = AsyncFileSystem(client, self)
+        self.git = AsyncGit(client, self)
 
     async def refresh(self) -> None:
         """Re-read the sandbox's fields (state, labels, ...) from the server."""

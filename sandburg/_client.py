@@ -21,6 +21,7 @@ from . import _core as core
 from . import _files, _localfs
 from ._config import resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
+from ._gitclient import Git
 from ._models import (
     FileInfo,
     HealthInfo,
@@ -40,6 +41,7 @@ __all__ = [
     "Command",
     "ExecStream",
     "FileSystem",
+    "Git",
     "LogStream",
     "Process",
     "Sandbox",
@@ -200,12 +202,15 @@ class Sandbox(core.SandboxBase):
     """Runs commands in the sandbox."""
     fs: FileSystem
     """Reads and writes the sandbox's files."""
+    git: Git
+    """Runs git in the sandbox: clone, status, branches, commit, push, pull, ..."""
 
     def __init__(self, client: Sandburg, info: SandboxInfo) -> None:
         self._client = client
         self._update(info)
         self.process = Process(client, self)
         self.fs = FileSystem(client, self)
+        self.git = Git(client, self)
 
     def refresh(self) -> None:
         """Re-read the sandbox's fields (state, labels, ...) from the server."""

@@ -11,32 +11,45 @@ SandburgError
     ├── BadRequestError                 400
     │   └── InvalidPathError            INVALID_FILE_PATH, NOT_A_DIRECTORY, IS_A_DIRECTORY
     ├── AuthenticationError             401
+    │   └── GitAuthFailedError          GIT_AUTH_FAILED: the git remote refused the credentials
     ├── PermissionDeniedError           403
     │   └── FileAccessDeniedError       FILE_ACCESS_DENIED
     ├── NotFoundError                   404
     │   ├── SandboxNotFoundError        SANDBOX_NOT_FOUND
     │   ├── ImageNotFoundError          IMAGE_NOT_FOUND
     │   ├── FileNotFoundInSandboxError  FILE_NOT_FOUND
-    │   └── SessionNotFoundError        SESSION_NOT_FOUND, COMMAND_NOT_FOUND, PTY_NOT_FOUND
+    │   ├── SessionNotFoundError        SESSION_NOT_FOUND, COMMAND_NOT_FOUND, PTY_NOT_FOUND
+    │   ├── GitRepoNotFoundError        GIT_REPO_NOT_FOUND
+    │   └── GitBranchNotFoundError      GIT_BRANCH_NOT_FOUND
     ├── ExecTimeoutError                408 PROCESS_EXECUTION_TIMEOUT (also a builtin TimeoutError)
     ├── ConflictError                   409, DIRECTORY_NOT_EMPTY
     │   ├── SandboxNameConflictError    SANDBOX_NAME_CONFLICT
     │   ├── SandboxNotRunningError      SANDBOX_NOT_RUNNING
     │   ├── SandboxBusyError            SANDBOX_BUSY
     │   ├── FileExistsInSandboxError    FILE_EXISTS
-    │   └── SessionExistsError          SESSION_EXISTS
+    │   ├── SessionExistsError          SESSION_EXISTS
+    │   ├── GitBranchExistsError        GIT_BRANCH_EXISTS
+    │   ├── GitPushRejectedError        GIT_PUSH_REJECTED
+    │   ├── GitDirtyWorktreeError       GIT_DIRTY_WORKTREE
+    │   └── GitMergeConflictError       GIT_MERGE_CONFLICT
     ├── GoneError                       410
     │   └── SessionEndedError           SESSION_ENDED, COMMAND_ALREADY_COMPLETED
     ├── PayloadTooLargeError            413
     ├── UnprocessableError              422
-    │   └── InvalidResourcesError       INVALID_RESOURCES
+    │   ├── InvalidResourcesError       INVALID_RESOURCES
+    │   ├── GitRemoteRejectedError      GIT_REMOTE_REJECTED
+    │   └── GitNotAvailableError        GIT_NOT_AVAILABLE: the sandbox's image has no git
     ├── RateLimitError                  429
     ├── DiskQuotaExceededError          507 DISK_QUOTA_EXCEEDED  } 5xx, but retrying can't help, so they
     ├── NotSupportedError               501 NOT_IMPLEMENTED      } are deliberately not ServerErrors
     └── ServerError                     5xx
         ├── AgentUnavailableError       AGENT_UNAVAILABLE
-        └── PidsLimitReachedError       503 PIDS_LIMIT_REACHED
+        ├── PidsLimitReachedError       503 PIDS_LIMIT_REACHED
+        └── GitTransportError           502 GIT_TRANSPORT_FAILED
 ```
+
+Every ``Git*Error`` is also a :class:`GitError`, so ``except GitError`` catches whatever ``sandbox.git`` raises
+because of git itself.
 
 Which class an error answer becomes: :func:`error_class`, by ``code`` first (:data:`CODE_ERRORS`), then by
 status (:data:`STATUS_ERRORS`, and any other 5xx is a :class:`ServerError`).
@@ -64,6 +77,17 @@ __all__ = [
     "FileAccessDeniedError",
     "FileExistsInSandboxError",
     "FileNotFoundInSandboxError",
+    "GitAuthFailedError",
+    "GitBranchExistsError",
+    "GitBranchNotFoundError",
+    "GitDirtyWorktreeError",
+    "GitError",
+    "GitMergeConflictError",
+    "GitNotAvailableError",
+    "GitPushRejectedError",
+    "GitRemoteRejectedError",
+    "GitRepoNotFoundError",
+    "GitTransportError",
     "GoneError",
     "ImageNotFoundError",
     "InvalidPathError",
@@ -310,6 +334,50 @@ class PidsLimitReachedError(ServerError):
     """503: the sandbox is at its process limit, so nothing new can start in it; retry once processes end."""
 
 
+class GitError(APIError):
+    """Base of the errors git itself caused in ``sandbox.git`` (each also derives from its status's class)."""
+
+
+class GitAuthFailedError(AuthenticationError, GitError):
+    """401: the git remote refused the credentials (or asked for some and none were given)."""
+
+
+class GitRepoNotFoundError(NotFoundError, GitError):
+    """404: the path is not a git repository, or the remote repository (or remote name) does not exist."""
+
+
+class GitBranchNotFoundError(NotFoundError, GitError):
+    """404: no such branch, commit or upstream."""
+
+
+class GitBranchExistsError(ConflictError, GitError):
+    """409: a branch with this name already exists."""
+
+
+class GitPushRejectedError(ConflictError, GitError):
+    """409: the push was rejected as not a fast-forward: pull first."""
+
+
+class GitDirtyWorktreeError(ConflictError, GitError):
+    """409: uncommitted local changes would be overwritten; commit or discard them first."""
+
+
+class GitMergeConflictError(ConflictError, GitError):
+    """409: the merge stopped on conflicts (or unmerged files block the operation); resolve them first."""
+
+
+class GitRemoteRejectedError(UnprocessableError, GitError):
+    """422: the remote refused the update itself (a hook, a protected branch, ...)."""
+
+
+class GitNotAvailableError(UnprocessableError, GitError):
+    """422: the sandbox's image has no ``git`` (e.g. busybox); use an image with it, such as debian-12."""
+
+
+class GitTransportError(ServerError, GitError):
+    """502: git could not talk to the remote (DNS, connection, TLS, the remote hung up, ...)."""
+
+
 # The tables below come after every class they name.
 CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.BAD_REQUEST: BadRequestError,
@@ -345,6 +413,16 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.SESSION_EXISTS: SessionExistsError,
     ErrorCode.SESSION_ENDED: SessionEndedError,
     ErrorCode.COMMAND_ALREADY_COMPLETED: SessionEndedError,
+    ErrorCode.GIT_AUTH_FAILED: GitAuthFailedError,
+    ErrorCode.GIT_REPO_NOT_FOUND: GitRepoNotFoundError,
+    ErrorCode.GIT_BRANCH_NOT_FOUND: GitBranchNotFoundError,
+    ErrorCode.GIT_BRANCH_EXISTS: GitBranchExistsError,
+    ErrorCode.GIT_PUSH_REJECTED: GitPushRejectedError,
+    ErrorCode.GIT_DIRTY_WORKTREE: GitDirtyWorktreeError,
+    ErrorCode.GIT_MERGE_CONFLICT: GitMergeConflictError,
+    ErrorCode.GIT_TRANSPORT_FAILED: GitTransportError,
+    ErrorCode.GIT_REMOTE_REJECTED: GitRemoteRejectedError,
+    ErrorCode.GIT_NOT_AVAILABLE: GitNotAvailableError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 

@@ -35,6 +35,9 @@ Pin-Priority: 990
 PIN
 fi
 
+# Node.js and npm run the Daytona TypeScript SDK's tests (make test); Debian's are enough where none is installed.
+command -v node >/dev/null && command -v npm >/dev/null || need+=(nodejs npm)
+
 runsc_ok=0
 if have runsc; then
   v=$(dpkg-query -W -f='${Version}' runsc)

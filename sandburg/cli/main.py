@@ -21,6 +21,7 @@ from .._core import parse_size_mib
 from .._errors import ExecTimeoutError, SandburgError
 from .._models import SandboxInfo
 from .._version import __version__
+from . import git as git_cli
 from .cp import copy, split_location
 
 __all__ = ["ClientFactory", "build_parser", "format_age", "format_mib", "format_table", "main"]
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sandbox", help="id or name")
     p.add_argument("--cwd", help="working directory (default /workspace)")
 
+    git_cli.add_parser(sub)
+
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
     p.add_argument("--json", action="store_true")
@@ -277,6 +280,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         print(
             f"copied {stats.files} files and {stats.directories} directories ({stats.bytes} bytes){skipped}"
         )
+    elif cmd == "git":
+        return git_cli.run(args, sb)
     elif cmd == "shell":
         from . import shell
 

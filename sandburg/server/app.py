@@ -11,12 +11,23 @@ from fastapi import FastAPI
 from .._version import __version__
 from ..node import crash
 from ..node.node import Node, NodeConfig
-from . import errors
+from . import errors, testhooks, unsupported
 from .auth import KeyCache, bootstrap
 from .config import Settings
 from .db import make_engine, make_sessionmaker
 from .migrate import upgrade
-from .routers import files, health, process, pty, sandbox, sessions
+from .routers import (
+    coderun,
+    files,
+    git,
+    health,
+    process,
+    pty,
+    sandbox,
+    sandbox_settings,
+    sessions,
+    toolbox_info,
+)
 from .sandboxes import SandboxService
 
 log = logging.getLogger("sandburg.server")
@@ -73,6 +84,14 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     )
     app.state.settings = settings
     errors.install(app)
-    for r in (health.router, sandbox.router, process.router, sessions.router, pty.router, files.router):
+    # sandbox_settings and toolbox_info before sandbox and sessions: each declares a literal path that a
+    # parametrised route there would take (`/sandbox/for-runner`, `/process/session/entrypoint`)
+    for r in (
+        health.router, sandbox_settings.router, sandbox.router, process.router, coderun.router, toolbox_info.router,
+        sessions.router, pty.router, files.router, git.router,
+    ):  # fmt: skip
         app.include_router(r, prefix="/api")
+    unsupported.install(app)  # Daytona endpoints not served yet answer 501 (see errors.py), socket.io too
+    if settings.test_mode:
+        testhooks.install(app)
     return app

@@ -80,7 +80,13 @@ def install(app: FastAPI) -> None:
         return error_response(ErrorCode.VALIDATION_ERROR, msg, details=details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code in (404, 405):  # no route: a Daytona endpoint sandburg lacks yet is a typed 501
+            from .unsupported import not_implemented
+
+            missing = not_implemented(req.method, req.url.path)
+            if missing is not None:
+                return error_response(missing.code, missing.message)
         code = _STATUS_CODES.get(
             exc.status_code, ErrorCode.INTERNAL_ERROR if exc.status_code >= 500 else ErrorCode.BAD_REQUEST
         )

@@ -8,12 +8,11 @@ the second finds nothing and gets 404).
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import random
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +26,17 @@ from ..node.errors import ImageNotFound, NodeError
 from ..node.monitor import ExitMonitor
 from ..node.node import Node
 from ..node.spec import SandboxSpec
+from . import compat
 from .config import Settings
 from .db import Sandbox, utcnow
 from .errors import ApiError
+from .listing import decode_cursor as _decode_cursor
+from .listing import encode_cursor as _encode_cursor
 from .schemas import CreateSandbox
 
 log = logging.getLogger("sandburg.server")
 
+ISOLATION_LABEL = "sandburg.io/isolation"
 UID_BASE = 100_000
 UID_SLOTS = 60_000  # 100000 + 60000 * 65536 stays below 2^32
 
@@ -83,17 +86,26 @@ class SandboxService:
         name: str | None,
         limit: int,
         cursor: str | None,
+        where: Callable[[Sandbox], bool] | None = None,
+        key: Callable[[Sandbox], Any] | None = None,
+        descending: bool = False,
     ) -> tuple[list[Sandbox], str | None]:
+        """One page of the organization's sandboxes, oldest first unless `key` sorts them. `name` is a
+        case-insensitive prefix (as in Daytona); `where` filters further."""
         offset = _decode_cursor(cursor)
         with self.sessions() as s:
             q = select(Sandbox).where(Sandbox.organization_id == org_id)
             if states:
                 q = q.where(Sandbox.state.in_(states))
-            if name:
-                q = q.where(Sandbox.name == name)
             rows = list(s.scalars(q.order_by(Sandbox.created_at, Sandbox.id)))
+        if name:
+            rows = [r for r in rows if r.name.lower().startswith(name.lower())]
         if labels:
             rows = [r for r in rows if all(r.labels.get(k) == v for k, v in labels.items())]
+        if where is not None:
+            rows = [r for r in rows if where(r)]
+        if key is not None or descending:  # a stable sort: ties stay oldest first
+            rows.sort(key=key or (lambda r: (r.created_at, r.id)), reverse=descending)
         page = rows[offset : offset + limit]
         more = offset + limit < len(rows)
         return page, (_encode_cursor(offset + limit) if more else None)
@@ -114,8 +126,13 @@ class SandboxService:
     # -- transitions -----------------------------------------------------------------------------------------
     def create(self, org_id: str, req: CreateSandbox) -> Sandbox:
         st = self.settings
-        isolation = req.isolation or st.default_isolation
-        image = req.image or req.snapshot or st.default_image
+        # Daytona's SDKs cannot send `isolation`: the label sandburg.io/isolation chooses the tier for them
+        isolation = req.isolation or req.labels.get(ISOLATION_LABEL) or st.default_isolation
+        if isolation not in ("gvisor", "container"):
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, f"{ISOLATION_LABEL}: 'gvisor' or 'container', not {isolation!r}"
+            )
+        image = compat.image_for(req, st.default_image)
         cpu = req.cpu if req.cpu is not None else st.default_cpu
         memory_mib = (
             req.memoryMiB
@@ -136,12 +153,7 @@ class SandboxService:
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR, f"user: only 'root' is supported yet, got {req.user!r}"
             )
-        if req.buildInfo is not None:
-            raise ApiError(
-                ErrorCode.NOT_IMPLEMENTED, "building images from a Dockerfile is not supported yet"
-            )
-        if req.volumes:
-            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "volumes are not supported yet")
+        compat.check_supported(req)
         for k in req.env:
             if not k or "=" in k or "\0" in k or "\0" in req.env[k]:
                 raise ApiError(ErrorCode.VALIDATION_ERROR, f"env: invalid variable name or value {k!r}")
@@ -152,13 +164,7 @@ class SandboxService:
             )
         sid = str(uuid.uuid4())
         name = req.name or f"sb-{sid[:8]}"
-        extra = {
-            k: v for k, v in {
-                "networkAllowList": req.networkAllowList, "domainAllowList": req.domainAllowList,
-                "autoStopInterval": req.autoStopInterval, "autoArchiveInterval": req.autoArchiveInterval,
-                "autoDeleteInterval": req.autoDeleteInterval, "target": req.target,
-            }.items() if v is not None
-        }  # fmt: skip
+        extra = compat.stored_extra(req)
         with self._lock(sid):
             row = self._insert(org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, req, extra)
             crash.point("create.row")
@@ -241,6 +247,27 @@ class SandboxService:
             if row is None:
                 raise ApiError(ErrorCode.SANDBOX_NOT_FOUND, f"sandbox {id_or_name!r} not found")
             row.labels = dict(labels)
+            s.commit()
+            return row
+
+    def update(
+        self, org_id: str, id_or_name: str, *, extra: dict[str, Any] | None = None, public: bool | None = None,
+        network_block_all: bool | None = None,
+    ) -> Sandbox:  # fmt: skip
+        """Change stored settings (Daytona's autostop, public, network settings...): `extra` keys set to None
+        are removed."""
+        sid = self.get(org_id, id_or_name).id
+        with self.sessions() as s:
+            row = s.get(Sandbox, sid)
+            if row is None:
+                raise ApiError(ErrorCode.SANDBOX_NOT_FOUND, f"sandbox {id_or_name!r} not found")
+            if extra:
+                merged = {**(row.extra or {}), **extra}
+                row.extra = {k: v for k, v in merged.items() if v is not None}
+            if public is not None:
+                row.public = public
+            if network_block_all is not None:
+                row.network_block_all = network_block_all
             s.commit()
             return row
 
@@ -394,20 +421,3 @@ def _check_range(field: str, value: int, low: int, high: int, unit: str) -> None
             ErrorCode.INVALID_RESOURCES,
             f"{field} must be between {low} and {high} {unit} on this host, got {value}",
         )
-
-
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        offset = int(json.loads(raw)["o"])
-        if offset < 0:
-            raise ValueError
-        return offset
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ApiError(ErrorCode.VALIDATION_ERROR, "cursor: invalid") from exc

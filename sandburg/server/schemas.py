@@ -90,11 +90,19 @@ class SandboxOut(BaseModel):
     snapshot: str
     toolboxProxyUrl: str
     autoStopInterval: int = 0
+    autoPauseInterval: int = 0
     autoArchiveInterval: int = 0
     autoDeleteInterval: int = -1
+    autoDestroyAt: str | None = None
+    queueTimeout: int | None = None
+    outboundProxyUrl: str | None = None
+    otelEndpointOverride: str | None = None
     volumes: list[dict[str, Any]] = Field(default_factory=list)
+    sandboxClass: str = "container"
+    daemonVersion: str | None = None
     createdAt: str
     updatedAt: str
+    lastActivityAt: str | None = None
     # sandburg
     isolation: Isolation
     image: str
@@ -111,11 +119,22 @@ class Labels(Strict):
     labels: dict[str, str]
 
 
+# -- Daytona's sandbox settings and helpers (routers/sandbox_settings.py) ------------------------------------------
+class NetworkSettings(Strict):
+    networkBlockAll: StrictBool | None = None
+    networkAllowList: str | None = None
+    domainAllowList: str | None = None
+
+
+class Url(BaseModel):
+    url: str
+
+
 class ExecuteRequest(Strict):
     command: str = Field(min_length=1, max_length=1 << 20)
     cwd: str | None = None
     envs: dict[str, str] | None = None
-    timeout: float | None = Field(default=None, gt=0, le=24 * 3600)
+    timeout: float | None = Field(default=None, ge=0, le=24 * 3600)  # 0: no limit (Daytona's meaning)
 
 
 class ExecuteResponse(BaseModel):
@@ -271,3 +290,47 @@ class ReplaceResult(BaseModel):
     file: str
     success: bool
     error: str | None = None  # absent on success
+
+
+# -- code run and toolbox info (routers/coderun.py, routers/toolbox_info.py) ---------------------------------------
+class CodeRunRequest(Strict):
+    code: str = Field(max_length=1 << 24)
+    language: str = (
+        ""  # python | javascript | typescript | bash; empty: the sandbox's code-toolbox-language label
+    )
+    argv: list[str] | None = None
+    envs: dict[str, str] | None = None
+    timeout: StrictInt | None = Field(default=None, ge=0, le=24 * 3600)
+
+
+class CodeRunArtifacts(BaseModel):
+    charts: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class CodeRunResponse(BaseModel):
+    exitCode: int
+    result: str
+    artifacts: CodeRunArtifacts
+    # sandburg
+    stdout: str
+    stderr: str
+    truncated: bool = False
+    durationMs: float = 0
+
+
+class DirResponse(BaseModel):
+    dir: str
+
+
+class PortList(BaseModel):
+    ports: list[int]
+
+
+class PortInUse(BaseModel):
+    isInUse: bool
+
+
+class UploadedFileV2(BaseModel):
+    name: str
+    path: str
+    type: str

@@ -53,7 +53,10 @@ def count_sandboxes(http: httpx.Client) -> int:
         ({"image": "no-such-image"}, 404, "IMAGE_NOT_FOUND"),
         ({"unknownField": 1}, 400, "VALIDATION_ERROR"),
         ({"env": {"A=B": "x"}}, 400, "VALIDATION_ERROR"),
-        ({"buildInfo": {"dockerfileContent": "FROM x"}}, 501, "NOT_IMPLEMENTED"),
+        # Daytona's SDK sends `FROM <image>` for an image by name: only a real build is not there yet
+        ({"buildInfo": {"dockerfileContent": "FROM busybox\nRUN echo hi"}}, 501, "NOT_IMPLEMENTED"),
+        ({"buildInfo": {"dockerfileContent": "FROM x"}}, 404, "IMAGE_NOT_FOUND"),
+        ({"secrets": [{"TOKEN": "name"}]}, 501, "NOT_IMPLEMENTED"),
     ],
 )
 def test_bad_create_is_refused_and_makes_nothing(http, body, status, code):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -151,6 +152,17 @@ async def bulk_upload(sandbox_id: str, request: Request, who: Auth) -> BulkUploa
     return BulkUploadResult(files=done, errors=errors)
 
 
+def _disposition(path: str) -> str:
+    """The part's filename parameters: the requested path as is, plus RFC 5987's `filename*` when it is not plain
+    ASCII or holds a quote (busybox-style parsers, e.g. the TypeScript SDK's, read `filename` as latin1 and prefer
+    `filename*`; the Python SDK takes either)."""
+    plain = path.replace('"', "%22").replace("\r", "").replace("\n", "")
+    if path.isascii() and '"' not in path:
+        return f'filename="{plain}"'
+    encoded = urllib.parse.quote(path.encode("utf-8", "surrogateescape"), safe="/")
+    return f"filename=\"{plain}\"; filename*=utf-8''{encoded}"
+
+
 @router.post("/files/bulk-download", response_class=StreamingResponse)
 async def bulk_download(
     sandbox_id: str, body: DownloadRequest, request: Request, who: Auth
@@ -161,14 +173,14 @@ async def bulk_download(
 
     async def parts() -> AsyncIterator[bytes]:
         for path in body.paths:
-            disp_name = path.replace('"', "%22").replace("\r", "").replace("\n", "")
+            disp = _disposition(path)
             try:
                 stream = await _open_download(svc, sandbox_id, agent, path)
             except ApiError as exc:
                 err = error_body(exc.code, exc.message, STATUS[exc.code])
                 yield (
                     (
-                        f'--{boundary}\r\nContent-Disposition: form-data; name="error"; filename="{disp_name}"\r\n'
+                        f'--{boundary}\r\nContent-Disposition: form-data; name="error"; {disp}\r\n'
                         f"Content-Type: application/json\r\n\r\n"
                     ).encode("utf-8", "surrogateescape")
                     + json.dumps(err).encode()
@@ -176,7 +188,7 @@ async def bulk_download(
                 )
                 continue
             yield (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{disp_name}"\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; {disp}\r\n'
                 f"Content-Type: application/octet-stream\r\n\r\n"
             ).encode("utf-8", "surrogateescape")  # a path that is not UTF-8: its bytes, as they are
             async for chunk in stream:

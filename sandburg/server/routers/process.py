@@ -24,7 +24,9 @@ async def execute(sandbox_id: str, body: ExecuteRequest, request: Request, who: 
     """Run a shell command and answer its exit code and output once it ends."""
     svc, agent = _agent(request, sandbox_id, who)
     st = request.app.state.settings
-    timeout = body.timeout if body.timeout is not None else float(st.exec_max_timeout)
+    # no timeout given: the server's cap; 0: none at all (Daytona's "0 disables the limit") — the command still ends
+    # when its client goes away
+    timeout = float(st.exec_max_timeout) if body.timeout is None else (body.timeout or None)
     res = await _until_disconnect(
         request,
         _call(
@@ -39,7 +41,7 @@ async def execute(sandbox_id: str, body: ExecuteRequest, request: Request, who: 
     stderr = res.stderr.decode(errors="replace")
     if res.timed_out:
         raise ApiError(
-            ErrorCode.PROCESS_EXECUTION_TIMEOUT, f"command timed out after {timeout:g}s and was killed",
+            ErrorCode.PROCESS_EXECUTION_TIMEOUT, f"command timed out after {timeout or 0:g}s and was killed",
             stdout=stdout, stderr=stderr,
         )  # fmt: skip
     return ExecuteResponse(
@@ -76,7 +78,7 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
         await ws.close(code=1008)
         return
     st = ws.app.state.settings
-    timeout = req.timeout if req.timeout is not None else float(st.exec_max_timeout)
+    timeout = float(st.exec_max_timeout) if req.timeout is None else (req.timeout or None)
     agent = svc.node.agent(sandbox_id)
     stream = agent.exec_stream(
         req.command, cwd=req.cwd, env=req.envs, timeout=timeout, max_output=st.max_output_bytes,

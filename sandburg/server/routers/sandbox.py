@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from ..._codes import ErrorCode
+from ..._version import __version__
+from .. import listing
 from ..auth import Principal, authenticate
 from ..db import Sandbox
-from ..errors import ApiError
 from ..sandboxes import SandboxService
 from ..schemas import CreateSandbox, Labels, SandboxList, SandboxOut
 
@@ -45,11 +44,11 @@ def to_out(row: Sandbox, request: Request) -> SandboxOut:
         networkBlockAll=row.network_block_all,
         networkAllowList=extra.get("networkAllowList"),
         domainAllowList=extra.get("domainAllowList"),
-        target=extra.get("target") or "local",
+        target=listing.target(row),
         cpu=row.cpu,
         gpu=0,
-        memory=math.ceil(row.memory_mib / 1024),
-        disk=math.ceil(row.disk_mib / 1024),
+        memory=listing.memory_gib(row),
+        disk=listing.disk_gib(row),
         state=row.state,
         desiredState={
             "stopped": "stopped",
@@ -62,10 +61,18 @@ def to_out(row: Sandbox, request: Request) -> SandboxOut:
         snapshot=row.image,
         toolboxProxyUrl=toolbox_url(request),
         autoStopInterval=int(extra.get("autoStopInterval", 0)),
+        autoPauseInterval=int(extra.get("autoPauseInterval", 0)),
         autoArchiveInterval=int(extra.get("autoArchiveInterval", 0)),
         autoDeleteInterval=int(extra.get("autoDeleteInterval", -1)),
-        createdAt=row.created_at.isoformat(timespec="milliseconds") + "Z",
-        updatedAt=row.updated_at.isoformat(timespec="milliseconds") + "Z",
+        queueTimeout=extra.get("queueTimeout"),
+        outboundProxyUrl=extra.get("outboundProxyUrl"),
+        otelEndpointOverride=extra.get("otelEndpointOverride"),
+        volumes=list(extra.get("volumes", [])),
+        sandboxClass=listing.SANDBOX_CLASS,
+        daemonVersion=__version__,
+        createdAt=listing.iso(row.created_at),
+        updatedAt=listing.iso(row.updated_at),
+        lastActivityAt=listing.iso(listing.last_activity(row)),
         isolation=row.isolation,  # type: ignore[arg-type]
         image=row.image,
         memoryMiB=row.memory_mib,
@@ -79,6 +86,9 @@ def create_sandbox(body: CreateSandbox, request: Request, who: Auth, svc: Svc) -
     return to_out(svc.create(who.organization_id, body), request)
 
 
+Dt = Annotated[datetime | None, Query(description="e.g. 2024-01-01T00:00:00.000000+0000")]
+
+
 @router.get("", response_model=SandboxList)
 def list_sandboxes(
     request: Request,
@@ -86,23 +96,49 @@ def list_sandboxes(
     svc: Svc,
     labels: Annotated[str | None, Query(description='JSON object, e.g. {"team":"x"}')] = None,
     states: Annotated[list[str] | None, Query()] = None,
-    name: str | None = None,
+    name: Annotated[str | None, Query(description="name prefix, case-insensitive")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
+    id: Annotated[str | None, Query(description="id prefix, case-insensitive")] = None,
+    snapshots: Annotated[list[str] | None, Query(description="image names")] = None,
+    regionIds: Annotated[list[str] | None, Query(description="targets (`local`)")] = None,
+    sandboxClasses: Annotated[list[str] | None, Query(description="`container` for every sandbox")] = None,
+    minCpu: int | None = None,
+    maxCpu: int | None = None,
+    minMemoryGiB: int | None = None,
+    maxMemoryGiB: int | None = None,
+    minDiskGiB: int | None = None,
+    maxDiskGiB: int | None = None,
+    minGpu: int | None = None,
+    maxGpu: int | None = None,
+    isPublic: bool | None = None,
+    isRecoverable: bool | None = None,
+    createdAtAfter: Dt = None,
+    createdAtBefore: Dt = None,
+    lastEventAfter: Dt = None,
+    lastEventBefore: Dt = None,
+    autoDestroyAtAfter: Dt = None,
+    autoDestroyAtBefore: Dt = None,
+    sort: Annotated[str | None, Query(description=", ".join(listing.SORT_FIELDS))] = None,
+    order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
+    includeErroredDeleted: bool = False,  # deleted sandboxes are gone at once: nothing to include
+    includeWarm: bool = False,  # no warm pools
 ) -> SandboxList:
-    """Sandboxes of the caller's organization, oldest first, filtered by labels and states."""
-    wanted: dict[str, str] = {}
-    if labels:
-        try:
-            parsed = json.loads(labels)
-        except ValueError as exc:
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "labels: must be a JSON object") from exc
-        if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
-            raise ApiError(ErrorCode.VALIDATION_ERROR, "labels: must be a JSON object of strings")
-        wanted = parsed
+    """Sandboxes of the caller's organization matching every filter (Daytona's list query), oldest first
+    unless `sort` says otherwise; `nextCursor` fetches the next page."""
+    filters = listing.Filters(
+        id=id, snapshots=tuple(snapshots or ()), region_ids=tuple(regionIds or ()),
+        sandbox_classes=tuple(sandboxClasses or ()), min_cpu=minCpu, max_cpu=maxCpu, min_memory_gib=minMemoryGiB,
+        max_memory_gib=maxMemoryGiB, min_disk_gib=minDiskGiB, max_disk_gib=maxDiskGiB, min_gpu=minGpu,
+        max_gpu=maxGpu, is_public=isPublic, is_recoverable=isRecoverable, created_at_after=createdAtAfter,
+        created_at_before=createdAtBefore, last_event_after=lastEventAfter, last_event_before=lastEventBefore,
+        auto_destroy_at_after=autoDestroyAtAfter, auto_destroy_at_before=autoDestroyAtBefore,
+    )  # fmt: skip
     rows, nxt = svc.list(
-        who.organization_id, labels=wanted, states=states or [], name=name, limit=limit, cursor=cursor
-    )
+        who.organization_id, labels=listing.parse_labels(labels), states=states or [], name=name, limit=limit,
+        cursor=cursor, where=filters.predicate(), key=listing.sort_key(sort or ("createdAt" if order else None)),
+        descending=order == "desc",
+    )  # fmt: skip
     return SandboxList(items=[to_out(r, request) for r in rows], nextCursor=nxt)
 
 

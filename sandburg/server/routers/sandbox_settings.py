@@ -1,0 +1,162 @@
+"""Daytona's per-sandbox settings and helper routes: lifecycle intervals, public flag, network settings, toolbox
+URL, last activity, recover; plus `GET /api/config` and `GET /api/health/ready`.
+
+The intervals, the public flag and the network settings are stored in the sandbox row and echoed in the Sandbox
+DTO (status 200, as Daytona answers); the issues for lifecycle automation and networking will act on them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+
+from ..._codes import ErrorCode
+from ..._version import __version__
+from ..errors import ApiError
+from ..schemas import NetworkSettings, SandboxOut, Url
+from .sandbox import Auth, Svc, to_out, toolbox_url
+
+router = APIRouter(tags=["sandbox"])
+NonNegative = Annotated[int, Path(ge=0, le=10_000_000, description="minutes")]
+
+
+@router.get("/sandbox/for-runner", include_in_schema=False)
+def for_runner() -> None:
+    # Daytona's runner-internal route; declared here so `GET /sandbox/{idOrName}` does not take it for a name
+    raise ApiError(
+        ErrorCode.NOT_IMPLEMENTED, "GET /sandbox/for-runner is Daytona's runner-internal API: not planned"
+    )
+
+
+def _set(request: Request, who: Auth, svc: Svc, sid: str, **extra: Any) -> SandboxOut:
+    return to_out(svc.update(who.organization_id, sid, extra=extra), request)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/autostop/{interval}", response_model=SandboxOut)
+def set_autostop(
+    sandbox_id_or_name: str, interval: NonNegative, request: Request, who: Auth, svc: Svc
+) -> SandboxOut:
+    """Store the auto-stop interval (minutes idle, 0 = never); not enforced yet (lifecycle automation issue)."""
+    return _set(request, who, svc, sandbox_id_or_name, autoStopInterval=interval)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/autoarchive/{interval}", response_model=SandboxOut)
+def set_autoarchive(
+    sandbox_id_or_name: str, interval: NonNegative, request: Request, who: Auth, svc: Svc
+) -> SandboxOut:
+    """Store the auto-archive interval (minutes stopped); not enforced yet."""
+    return _set(request, who, svc, sandbox_id_or_name, autoArchiveInterval=interval)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/autodelete/{interval}", response_model=SandboxOut)
+def set_autodelete(
+    sandbox_id_or_name: str,
+    interval: Annotated[int, Path(ge=-1, le=10_000_000, description="minutes; -1 never, 0 on stop")],
+    request: Request,
+    who: Auth,
+    svc: Svc,
+) -> SandboxOut:
+    """Store the auto-delete interval (minutes stopped; -1 = never, 0 = at stop); not enforced yet."""
+    return _set(request, who, svc, sandbox_id_or_name, autoDeleteInterval=interval)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/autopause/{interval}", response_model=SandboxOut)
+def set_autopause(
+    sandbox_id_or_name: str, interval: NonNegative, request: Request, who: Auth, svc: Svc
+) -> SandboxOut:
+    """Store the auto-pause interval (minutes idle, 0 = never); not enforced yet."""
+    return _set(request, who, svc, sandbox_id_or_name, autoPauseInterval=interval)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/ttl/{ttl_minutes}", response_model=SandboxOut)
+def set_ttl(
+    sandbox_id_or_name: str, ttl_minutes: NonNegative, request: Request, who: Auth, svc: Svc
+) -> SandboxOut:
+    """Store the time to live (minutes, 0 = none); not enforced yet."""
+    return _set(request, who, svc, sandbox_id_or_name, ttlMinutes=ttl_minutes)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/public/{is_public}", response_model=SandboxOut)
+def set_public(sandbox_id_or_name: str, is_public: bool, request: Request, who: Auth, svc: Svc) -> SandboxOut:
+    """Store the public flag (preview URLs come with the networking issue)."""
+    return to_out(svc.update(who.organization_id, sandbox_id_or_name, public=is_public), request)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/network-settings", response_model=SandboxOut)
+def set_network(
+    sandbox_id_or_name: str, body: NetworkSettings, request: Request, who: Auth, svc: Svc
+) -> SandboxOut:
+    """Store Daytona's network policy: `networkBlockAll: false` alone restores full access (clearing the allow
+    lists); an allow list implies not blocking all. Enforced by the networking issue."""
+    if body.networkBlockAll is None and body.networkAllowList is None and body.domainAllowList is None:
+        raise ApiError(
+            ErrorCode.VALIDATION_ERROR,
+            "set at least one of networkBlockAll, networkAllowList, domainAllowList",
+        )
+    extra: dict[str, Any] = {}  # a None value removes the key
+    if body.networkAllowList is not None:
+        extra["networkAllowList"] = body.networkAllowList or None
+    if body.domainAllowList is not None:
+        extra["domainAllowList"] = body.domainAllowList or None
+    if body.networkBlockAll is False and not extra:
+        extra = {"networkAllowList": None, "domainAllowList": None}
+    block = bool(body.networkBlockAll)
+    row = svc.update(who.organization_id, sandbox_id_or_name, extra=extra, network_block_all=block)
+    return to_out(row, request)
+
+
+@router.get("/sandbox/{sandbox_id}/toolbox-proxy-url", response_model=Url)
+def get_toolbox_proxy_url(sandbox_id: str, request: Request, who: Auth, svc: Svc) -> Url:
+    """The base URL of the sandbox's toolbox: requests go to `<url>/<sandboxId>/...`."""
+    svc.get(who.organization_id, sandbox_id)
+    return Url(url=toolbox_url(request))
+
+
+@router.post("/sandbox/{sandbox_id}/last-activity", status_code=201, response_class=Response)
+def update_last_activity(sandbox_id: str, who: Auth, svc: Svc) -> Response:
+    """Record activity now (echoed as `lastActivityAt`; the idle timers of the lifecycle issue will read it)."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    svc.update(who.organization_id, sandbox_id, extra={"lastActivityAt": now})
+    return Response(status_code=201)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/recover", response_model=SandboxOut)
+def recover_sandbox(
+    sandbox_id_or_name: str, request: Request, who: Auth, svc: Svc, skipStart: bool = False
+) -> SandboxOut:
+    """Bring a sandbox in `error` back: sandburg restarts it (its files are kept). A started sandbox is left
+    as it is; with `skipStart` the sandbox is only stopped cleanly."""
+    row = svc.get(who.organization_id, sandbox_id_or_name)
+    if row.state not in ("error", "started", "stopped"):
+        raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
+    if skipStart:
+        return to_out(svc.stop(who.organization_id, row.id), request)
+    return to_out(svc.start(who.organization_id, row.id), request)
+
+
+@router.get("/config")
+def get_config(request: Request) -> dict[str, Any]:
+    """Daytona's DaytonaConfiguration, filled with this server's values (no key needed, as in Daytona)."""
+    settings = request.app.state.settings
+    base = (settings.public_url or str(request.base_url)).rstrip("/")
+    return {
+        "version": __version__,
+        "oidc": {"issuer": "", "clientId": "", "audience": "", "provider": "none"},
+        "linkedAccountsEnabled": False,
+        "announcements": {},
+        "proxyTemplateUrl": "",
+        "proxyToolboxUrl": base + "/api/toolbox",
+        "defaultSnapshot": settings.default_image,
+        "dashboardUrl": "",
+        "maxAutoArchiveInterval": 43200,
+        "maintananceMode": False,
+        "environment": "sandburg",
+    }
+
+
+@router.get("/health/ready")
+def ready() -> dict[str, str]:
+    """Readiness (Daytona's `GET /health/ready`); no key needed."""
+    return {"status": "ok"}
