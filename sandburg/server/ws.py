@@ -7,7 +7,9 @@ Daytona's SDK included — see the status they would get from the REST route.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -55,3 +57,26 @@ async def pump_both(output: Awaitable[None], inputs: Awaitable[None]) -> None:
     finally:
         for task in (out_task, in_task):
             task.cancel()
+
+
+async def incoming(ws: WebSocket) -> AsyncIterator[bytes | str]:
+    """The client's frames (bytes or text) until it goes away, then WebSocketDisconnect."""
+    while True:
+        msg = await ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", 1000))
+        if msg.get("bytes"):
+            yield msg["bytes"]
+        elif msg.get("text"):
+            yield msg["text"]
+
+
+def as_control(text: str) -> dict[str, Any] | None:
+    """A text frame's JSON object (a control message), or None."""
+    if not text.startswith("{"):
+        return None
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None

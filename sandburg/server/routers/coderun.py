@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from ..._codes import ErrorCode
 from ..errors import ApiError
 from ..schemas import CodeRunArtifacts, CodeRunRequest, CodeRunResponse
-from .toolbox import Auth, _agent, _call, _until_disconnect
+from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
 
@@ -69,7 +69,7 @@ async def code_run(sandbox_id: str, body: CodeRunRequest, request: Request, who:
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"language: one of {', '.join(RUNNERS)}, got {language!r}")
     needs, script = RUNNERS[language]
     st = request.app.state.settings
-    timeout = float(body.timeout) if body.timeout else float(st.exec_max_timeout)
+    timeout = effective_timeout(st, body.timeout)
     res = await _until_disconnect(
         request,
         _call(
@@ -94,7 +94,7 @@ async def code_run(sandbox_id: str, body: CodeRunRequest, request: Request, who:
         )
     if res.timed_out:
         raise ApiError(
-            ErrorCode.PROCESS_EXECUTION_TIMEOUT, f"code timed out after {timeout:g}s and was killed",
+            ErrorCode.PROCESS_EXECUTION_TIMEOUT, f"code timed out after {timeout or 0:g}s and was killed",
             stdout=stdout, stderr=stderr,
         )  # fmt: skip
     return CodeRunResponse(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
@@ -11,8 +9,8 @@ from ..._codes import ErrorCode
 from ...node.agent_client import AgentError, AgentUnavailable, ExecStream
 from ..errors import ApiError
 from ..schemas import ExecuteRequest, ExecuteResponse
-from ..ws import open_toolbox, pump_both
-from .toolbox import Auth, _agent, _call, _until_disconnect
+from ..ws import as_control, incoming, open_toolbox, pump_both
+from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
 
@@ -24,9 +22,7 @@ async def execute(sandbox_id: str, body: ExecuteRequest, request: Request, who: 
     """Run a shell command and answer its exit code and output once it ends."""
     svc, agent = _agent(request, sandbox_id, who)
     st = request.app.state.settings
-    # no timeout given: the server's cap; 0: none at all (Daytona's "0 disables the limit") — the command still ends
-    # when its client goes away
-    timeout = float(st.exec_max_timeout) if body.timeout is None else (body.timeout or None)
+    timeout = effective_timeout(st, body.timeout)
     res = await _until_disconnect(
         request,
         _call(
@@ -78,7 +74,7 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
         await ws.close(code=1008)
         return
     st = ws.app.state.settings
-    timeout = float(st.exec_max_timeout) if req.timeout is None else (req.timeout or None)
+    timeout = effective_timeout(st, req.timeout)
     agent = svc.node.agent(sandbox_id)
     stream = agent.exec_stream(
         req.command, cwd=req.cwd, env=req.envs, timeout=timeout, max_output=st.max_output_bytes,
@@ -86,17 +82,11 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
     )  # fmt: skip
 
     async def pump_input(proc: ExecStream) -> None:
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(msg.get("code", 1000))
-            if msg.get("bytes"):
-                await proc.write_stdin(msg["bytes"])
+        async for frame in incoming(ws):
+            if isinstance(frame, bytes):
+                await proc.write_stdin(frame)
                 continue
-            try:
-                ctl = json.loads(msg.get("text") or "{}")
-            except ValueError:
-                continue
+            ctl = as_control(frame) or {}
             if ctl.get("type") == "stdin" and isinstance(ctl.get("data"), str):
                 await proc.write_stdin(ctl["data"].encode())
             elif ctl.get("type") == "stdin_close":

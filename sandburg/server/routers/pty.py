@@ -24,7 +24,7 @@ from ..._codes import ErrorCode
 from ...node.agent_client import AgentError, AgentUnavailable, ExecStream
 from ..errors import ApiError
 from ..schemas import PtyList, PtyResize, PtySessionInfo
-from ..ws import deny, open_toolbox, pump_both
+from ..ws import as_control, deny, incoming, open_toolbox, pump_both
 from .toolbox import Auth, _agent
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/process/pty", tags=["pty"])
@@ -141,27 +141,15 @@ async def create_connect(ws: WebSocket, sandbox_id: str) -> None:
 
 
 async def _keystrokes(ws: WebSocket, proc: ExecStream, term: Terminal) -> None:
-    while True:
-        msg = await ws.receive()
-        if msg["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(msg.get("code", 1000))
-        if msg.get("bytes"):
-            await proc.write_stdin(msg["bytes"])
-            continue
-        text = msg.get("text") or ""
-        if text.startswith("{"):
-            try:
-                ctl = json.loads(text)
-            except ValueError:
-                ctl = None
-            if isinstance(ctl, dict) and ctl.get("type") == "resize":
-                cols, rows = ctl.get("cols"), ctl.get("rows")
-                if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
-                    term.cols, term.rows = cols, rows
-                    await proc.resize(cols, rows)
-                continue
-        if text:
-            await proc.write_stdin(text.encode())
+    async for frame in incoming(ws):
+        ctl = as_control(frame) if isinstance(frame, str) else None
+        if ctl is not None and ctl.get("type") == "resize":
+            cols, rows = ctl.get("cols"), ctl.get("rows")
+            if isinstance(cols, int) and isinstance(rows, int) and 0 < cols <= 1000 and 0 < rows <= 1000:
+                term.cols, term.rows = cols, rows
+                await proc.resize(cols, rows)
+        else:  # keystrokes, as binary or text frames
+            await proc.write_stdin(frame if isinstance(frame, bytes) else frame.encode())
 
 
 async def _try_close(ws: WebSocket, error: str) -> None:

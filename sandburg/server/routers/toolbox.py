@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from ..._codes import ErrorCode
 from ...node.agent_client import AgentClient, AgentError, AgentUnavailable
 from ..auth import Principal, authenticate
+from ..config import Settings
 from ..errors import ApiError
 from ..sandboxes import SandboxService
 
@@ -70,3 +71,9 @@ async def _until_disconnect(request: Request, awaitable: Awaitable[T]) -> T:
         task.cancel()
         raise ApiError(ErrorCode.BAD_REQUEST, "client disconnected")
     return task.result()
+
+
+def effective_timeout(settings: Settings, given: float | None) -> float | None:
+    """A command's timeout: none given → the server's cap; 0 → none at all (Daytona: "0 disables the limit";
+    the command still ends when its client goes away)."""
+    return float(settings.exec_max_timeout) if given is None else (float(given) or None)
