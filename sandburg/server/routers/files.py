@@ -159,7 +159,7 @@ def _disposition(path: str) -> str:
     plain = path.replace('"', "%22").replace("\r", "").replace("\n", "")
     if path.isascii() and '"' not in path:
         return f'filename="{plain}"'
-    encoded = urllib.parse.quote(path.encode("utf-8", "surrogateescape"), safe="/")
+    encoded = urllib.parse.quote(path.encode("utf-8", "surrogateescape"), safe="")  # RFC 5987 attr-chars only
     return f"filename=\"{plain}\"; filename*=utf-8''{encoded}"
 
 

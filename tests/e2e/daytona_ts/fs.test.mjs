@@ -84,12 +84,6 @@ describe('upload and download', () => {
   ]) {
     test(
       `bulk round trip of a path with ${what}`,
-      {
-        todo:
-          'server: POST /toolbox/{id}/files/bulk-download puts the path into Content-Disposition `filename="..."` ' +
-          'as raw UTF-8 (and `"` as %22); busboy reads it as latin1 / unescaped, so the SDK cannot match the part ' +
-          '("Target metadata missing for valid source", or busboy\'s "Unexpected end of form"). Sending `filename*=utf-8\'\'<pct-encoded path>` fixes it.',
-      },
       async () => {
         const path = `/workspace/names/${name}`;
         await box.fs.uploadFiles([{ source: Buffer.from(what), destination: path }]);

@@ -62,11 +62,6 @@ describe('executeCommand', () => {
 
   test(
     'timeout 0 means no server-side limit',
-    {
-      todo:
-        'server: POST /toolbox/{id}/process/execute {"timeout":0} answers 400 VALIDATION_ERROR ' +
-        '"timeout: Input should be greater than 0"; the SDK documents 0 as "disables the server-side limit"',
-    },
     async () => {
       const r = await box.process.executeCommand('echo unlimited', undefined, undefined, 0);
       assert.equal(r.result, 'unlimited\n');
