@@ -122,8 +122,8 @@ def gone(pid: int, within: float = 2.0) -> bool:
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return True
-        except FileNotFoundError:
-            return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True  # gone between open() and read(): /proc raises ESRCH then
         time.sleep(0.01)
     return False
 
