@@ -26,6 +26,9 @@ from ._models import (
     FileInfo,
     HealthInfo,
     Match,
+    NetworkLog,
+    NetworkPolicy,
+    PreviewUrl,
     ReplaceResult,
     ResultList,
     SandboxInfo,
@@ -43,6 +46,7 @@ __all__ = [
     "FileSystem",
     "Git",
     "LogStream",
+    "Network",
     "Process",
     "Sandbox",
     "Sandburg",
@@ -124,14 +128,19 @@ class Sandburg:
         disk: int | float | str | None = None,
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
+        network: str | Mapping[str, Any] | None = None,
         timeout: float | None = DEFAULT_CREATE_TIMEOUT,
     ) -> Sandbox:
         """Create a sandbox and return it once it is ``started``.
 
         ``isolation`` is ``"gvisor"`` (server default) or ``"container"``. ``memory`` and ``disk`` are GiB
         when numbers, or strings such as ``"512MiB"`` / ``"4GiB"`` (see :func:`parse_size_mib`); omitted
-        values take the server's defaults. ``timeout`` is how long to wait for the server, in seconds.
-        Raises ``ValueError`` for a malformed size before anything is sent.
+        values take the server's defaults. ``network`` is the egress policy: ``"none"`` (no network),
+        ``"all"`` (anything), or a mapping ``{"allow": [...], "deny": [...]}`` of domain names,
+        ``*.example.com`` wildcards and IPv4 addresses or CIDRs (``"mode"``, default ``"list"``, may be given
+        too); omitted, the server's default policy applies. ``sandbox.network`` changes it later.
+        ``timeout`` is how long to wait for the server, in seconds. Raises ``ValueError`` for a malformed
+        size or a ``network`` of the wrong shape before anything is sent.
         """
         request = core.create_request(
             name=name,
@@ -142,6 +151,7 @@ class Sandburg:
             disk=disk,
             env=env,
             labels=labels,
+            network=network,
             timeout=timeout,
         )
         return self._sandbox(self._send(request))
@@ -204,6 +214,8 @@ class Sandbox(core.SandboxBase):
     """Reads and writes the sandbox's files."""
     git: Git
     """Runs git in the sandbox: clone, status, branches, commit, push, pull, ..."""
+    network: Network
+    """The sandbox's egress policy and network log."""
 
     def __init__(self, client: Sandburg, info: SandboxInfo) -> None:
         self._client = client
@@ -211,6 +223,7 @@ class Sandbox(core.SandboxBase):
         self.process = Process(client, self)
         self.fs = FileSystem(client, self)
         self.git = Git(client, self)
+        self.network = Network(client, self)
 
     def refresh(self) -> None:
         """Re-read the sandbox's fields (state, labels, ...) from the server."""
@@ -232,6 +245,16 @@ class Sandbox(core.SandboxBase):
         """Replace all of the sandbox's labels and return the labels the server stored."""
         self.labels = labels_from_json(self._client._send(core.set_labels_request(self.id, labels)))
         return self.labels
+
+    def preview_url(self, port: int) -> PreviewUrl:
+        """The URL where ``port`` of the running sandbox is reachable over HTTP and WebSocket, and its token.
+
+        The URL is on the sandburg server and takes no API key: each request carries the token instead, as
+        the ``x-daytona-preview-token`` header (:attr:`PreviewUrl.headers`) or, in a browser, once as
+        ``?token=`` (:attr:`PreviewUrl.authenticated_url`). Raises ``ValueError`` for a port outside 1-65535
+        and :class:`SandboxNotRunningError` unless the sandbox is started.
+        """
+        return PreviewUrl.from_json(self._client._send(core.preview_url_request(self.id, port)), port)
 
 
 class FileSystem:
@@ -359,3 +382,54 @@ class FileSystem:
         ``DIRECTORY_NOT_EMPTY``); a recursive delete does not enter symlinked directories.
         """
         self._client._send(_files.delete_request(self._sandbox.id, path, recursive))
+
+
+class Network:
+    """A sandbox's egress policy and network log (``sandbox.network``).
+
+    A policy is a ``mode``: ``"none"`` (no egress), ``"all"`` (any destination) or ``"list"`` (only what
+    ``allow`` names); ``deny`` entries win over ``allow``. Entries are domain names (``pypi.org``),
+    wildcards (``*.example.com``) and IPv4 addresses or CIDRs (``10.0.0.0/8``). Link-local and loopback
+    addresses, other sandboxes and the host stay blocked in every mode. Changes take effect on the running
+    sandbox at once, without a restart.
+    """
+
+    def __init__(self, client: Sandburg, sandbox: SandboxInfo) -> None:
+        self._client, self._sandbox = client, sandbox
+
+    def _keep(self, data: Any) -> NetworkPolicy:
+        self._sandbox.network_policy = policy = NetworkPolicy.from_json(data)
+        return policy
+
+    def get(self) -> NetworkPolicy:
+        """The sandbox's current policy (also stored in ``sandbox.network_policy``)."""
+        return self._keep(self._client._send(core.get_network_request(self._sandbox.id)))
+
+    def update(
+        self, *, allow: Iterable[str] = (), deny: Iterable[str] = (), mode: str = "list"
+    ) -> NetworkPolicy:
+        """Replace the whole policy (entries not given are dropped, not kept) and return the stored one.
+
+        It takes effect on the running sandbox at once, without a restart: new connections follow it (open
+        ones are kept). Raises ``ValueError`` for an unknown ``mode`` or entries that are not a list of
+        ``str`` before anything is sent, and :class:`BadRequestError` for entries the server rejects.
+        """
+        request = core.set_network_request(self._sandbox.id, allow=allow, deny=deny, mode=mode)
+        return self._keep(self._client._send(request))
+
+    def block_all(self) -> NetworkPolicy:
+        """Cut all egress (mode ``"none"``) at once; replaces the policy, dropping its entries."""
+        return self.update(mode="none")
+
+    def allow_all(self) -> NetworkPolicy:
+        """Allow egress to anywhere (mode ``"all"``) at once; replaces the policy, so no ``deny`` entries."""
+        return self.update(mode="all")
+
+    def log(self, *, limit: int = 100, since: int = 0, kinds: Iterable[str] | None = None) -> NetworkLog:
+        """The sandbox's recent network records after the id ``since``, oldest first: the newest ``limit``.
+
+        ``kinds`` keeps only some of ``"dns"``, ``"allow"``, ``"deny"``, ``"conn"`` (default: all). To follow
+        the log, pass the answer's :attr:`NetworkLog.next_since` as the next call's ``since``.
+        """
+        request = core.network_log_request(self._sandbox.id, limit=limit, since=since, kinds=kinds)
+        return NetworkLog.from_json(self._client._send(request), since)

@@ -28,7 +28,7 @@ from ._errors import (
     UnexpectedResponseError,
     error_class,
 )
-from ._models import SandboxInfo, SandboxState
+from ._models import NetworkMode, SandboxInfo, SandboxState
 from ._sizes import parse_size_mib as parse_size_mib  # re-exported (CLI, tests)
 
 DEFAULT_TIMEOUT: Final = 60.0
@@ -171,9 +171,11 @@ def create_request(
     disk: int | float | str | None = None,
     env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
+    network: str | Mapping[str, Any] | None = None,
     timeout: float | None = None,
 ) -> Request:
-    """``POST /sandbox``; memory and disk go on the wire as exact ``memoryMiB`` / ``diskMiB``."""
+    """``POST /sandbox``; memory and disk go on the wire as exact ``memoryMiB`` / ``diskMiB``, ``network`` as
+    :func:`network_create_value` makes it."""
     body: dict[str, Any] = {
         "name": name,
         "image": image,
@@ -183,6 +185,7 @@ def create_request(
         "diskMiB": None if disk is None else parse_size_mib(disk),
         "env": _str_map("env", env),
         "labels": _str_map("labels", labels),
+        "network": None if network is None else network_create_value(network),
     }
     return Request("POST", "/sandbox", json={k: v for k, v in body.items() if v is not None}, timeout=timeout)
 
@@ -277,6 +280,94 @@ def exec_request(
     body = exec_body(command, cwd=cwd, env=env, timeout=timeout)
     read = None if timeout is None else timeout + EXEC_TIMEOUT_MARGIN
     return Request("POST", f"/toolbox/{_seg(sandbox_id)}/process/execute", json=body, timeout=read)
+
+
+# ---------------------------------------------------------------------------------------------- network
+
+NETWORK_MODES: Final = tuple(m.value for m in NetworkMode)
+"""The policy modes the server knows: ``none``, ``all``, ``list``."""
+
+NETWORK_LOG_KINDS: Final = ("dns", "allow", "deny", "conn")
+"""The kinds of network log records (``kinds`` of :meth:`Network.log`)."""
+
+
+def _entries(name: str, value: Any) -> list[str]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ValueError(f"{name} must be a list of str (domains, *.wildcards, IPv4 CIDRs), got {value!r}")
+    out = list(value)
+    for item in out:
+        if not isinstance(item, str):
+            raise ValueError(f"{name} entries must be str, got {item!r}")
+    return out
+
+
+def _mode(mode: Any) -> str:
+    if not isinstance(mode, str) or mode not in NETWORK_MODES:
+        raise ValueError(f"network mode must be one of {', '.join(NETWORK_MODES)}, got {mode!r}")
+    return mode
+
+
+def network_policy_body(
+    allow: Iterable[str] = (), deny: Iterable[str] = (), mode: str = "list"
+) -> dict[str, Any]:
+    """The ``{"mode", "allow", "deny"}`` body of a policy. Only the types are checked here (the server
+    validates the entries themselves): raises ``ValueError`` for an unknown mode, a bare ``str`` instead of a
+    list, or an entry that is not a ``str``."""
+    return {"mode": _mode(mode), "allow": _entries("allow", allow), "deny": _entries("deny", deny)}
+
+
+def network_create_value(network: str | Mapping[str, Any]) -> str | dict[str, Any]:
+    """The ``network`` of ``POST /sandbox``: ``"none"``, ``"all"``, or a mapping with ``allow`` / ``deny``
+    (and ``mode``, default ``"list"``) made into a full policy body. Raises ``ValueError`` for anything else."""
+    if isinstance(network, str):
+        if network not in ("none", "all"):
+            raise ValueError(f"network must be 'none', 'all' or a mapping with allow/deny, got {network!r}")
+        return network
+    if not isinstance(network, Mapping):
+        raise ValueError(f"network must be 'none', 'all' or a mapping with allow/deny, got {network!r}")
+    unknown = sorted(str(k) for k in network if k not in ("mode", "allow", "deny"))
+    if unknown:
+        raise ValueError(f"network takes the keys mode, allow and deny, got {', '.join(unknown)}")
+    return network_policy_body(network.get("allow", ()), network.get("deny", ()), network.get("mode", "list"))
+
+
+def get_network_request(id_or_name: str) -> Request:
+    """``GET /sandbox/{idOrName}/network``."""
+    return Request("GET", f"/sandbox/{_seg(id_or_name)}/network")
+
+
+def set_network_request(
+    id_or_name: str, *, allow: Iterable[str] = (), deny: Iterable[str] = (), mode: str = "list"
+) -> Request:
+    """``PUT /sandbox/{idOrName}/network`` (replaces the whole policy)."""
+    body = network_policy_body(allow, deny, mode)
+    return Request("PUT", f"/sandbox/{_seg(id_or_name)}/network", json=body)
+
+
+def _count(name: str, value: Any, least: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+    return value
+
+
+def network_log_request(
+    id_or_name: str, *, limit: int = 100, since: int = 0, kinds: Iterable[str] | None = None
+) -> Request:
+    """``GET /sandbox/{idOrName}/network/log`` with ``limit``, ``since`` and ``kind`` repeated."""
+    params = [("limit", str(_count("limit", limit, 1))), ("since", str(_count("since", since, 0)))]
+    if kinds is not None:
+        for kind in [kinds] if isinstance(kinds, str) else kinds:
+            if kind not in NETWORK_LOG_KINDS:
+                raise ValueError(f"network log kinds are {', '.join(NETWORK_LOG_KINDS)}, got {kind!r}")
+            params.append(("kind", kind))
+    return Request("GET", f"/sandbox/{_seg(id_or_name)}/network/log", params=tuple(params))
+
+
+def preview_url_request(id_or_name: str, port: int) -> Request:
+    """``GET /sandbox/{idOrName}/ports/{port}/preview-url``; raises ``ValueError`` for a port outside 1-65535."""
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValueError(f"port must be an integer from 1 to 65535, got {port!r}")
+    return Request("GET", f"/sandbox/{_seg(id_or_name)}/ports/{port}/preview-url")
 
 
 def health_request() -> Request:

@@ -404,6 +404,7 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.RATE_LIMITED: RateLimitError,
     ErrorCode.INTERNAL_ERROR: ServerError,
     ErrorCode.RUNTIME_ERROR: ServerError,
+    ErrorCode.PREVIEW_UNREACHABLE: ServerError,
     ErrorCode.AGENT_UNAVAILABLE: AgentUnavailableError,
     ErrorCode.NOT_IMPLEMENTED: NotSupportedError,
     ErrorCode.PIDS_LIMIT_REACHED: PidsLimitReachedError,

@@ -6,11 +6,12 @@ answers omit sandburg's) and strict only about what the SDK cannot do without, s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from ._errors import UnexpectedResponseError
 
@@ -19,6 +20,11 @@ __all__ = [
     "FileInfo",
     "HealthInfo",
     "Match",
+    "NetworkEvent",
+    "NetworkLog",
+    "NetworkMode",
+    "NetworkPolicy",
+    "PreviewUrl",
     "ReplaceResult",
     "ResultList",
     "SandboxInfo",
@@ -58,6 +64,44 @@ def _time(d: Mapping[str, Any], key: str) -> datetime | None:
         return None
 
 
+def _str_list(d: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    v = d.get(key)
+    return tuple(x for x in v if isinstance(x, str)) if isinstance(v, list) else ()
+
+
+class NetworkMode(StrEnum):
+    """The modes of a :class:`NetworkPolicy`. ``NetworkPolicy.mode`` is a plain ``str`` that compares equal."""
+
+    NONE = "none"
+    """No egress at all."""
+    ALL = "all"
+    """Any destination (``deny`` entries still apply)."""
+    LIST = "list"
+    """Only what ``allow`` names, minus what ``deny`` names."""
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """A sandbox's egress policy: ``mode`` ``"none"``, ``"all"`` or ``"list"``, and its ``allow`` / ``deny``
+    entries (domain names, ``*.example.com`` wildcards, IPv4 addresses or CIDRs)."""
+
+    mode: str
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    @staticmethod
+    def from_json(data: Any) -> NetworkPolicy:
+        """Decode ``{"mode", "allow", "deny"}``; raises :class:`UnexpectedResponseError` without a ``mode``."""
+        d = _object(data, "NetworkPolicy")
+        if not _str(d, "mode"):
+            raise UnexpectedResponseError("NetworkPolicy object without a 'mode'", body=data)
+        return NetworkPolicy(mode=d["mode"], allow=_str_list(d, "allow"), deny=_str_list(d, "deny"))
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form, as ``PUT /sandbox/{id}/network`` takes it."""
+        return {"mode": self.mode, "allow": list(self.allow), "deny": list(self.deny)}
+
+
 class SandboxState(StrEnum):
     """The states a sandbox goes through. ``SandboxInfo.state`` is a plain ``str`` that compares equal."""
 
@@ -76,7 +120,9 @@ class SandboxInfo:
     """A sandbox as the server described it in its last answer.
 
     ``memory_mib`` / ``disk_mib`` are exact; ``memory`` / ``disk`` are the Daytona-compatible GiB values
-    (rounded up). ``raw`` keeps the whole JSON object, including fields this SDK does not model.
+    (rounded up). ``network_policy`` is the egress policy (the wire's ``network``; None from a server without
+    networking); ``sandbox.network`` manages it. ``raw`` keeps the whole JSON object, including fields this
+    SDK does not model.
     """
 
     id: str
@@ -101,6 +147,7 @@ class SandboxInfo:
     public: bool = False
     network_block_all: bool = False
     toolbox_proxy_url: str = ""
+    network_policy: NetworkPolicy | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -135,10 +182,17 @@ class SandboxInfo:
             public=d.get("public") is True,
             network_block_all=d.get("networkBlockAll") is True,
             toolbox_proxy_url=_str(d, "toolboxProxyUrl"),
+            network_policy=_policy_or_none(d.get("network")),
             created_at=_time(d, "createdAt"),
             updated_at=_time(d, "updatedAt"),
             raw=d,
         )
+
+
+def _policy_or_none(data: Any) -> NetworkPolicy | None:
+    if not isinstance(data, dict) or not _str(data, "mode"):
+        return None
+    return NetworkPolicy.from_json(data)
 
 
 @dataclass(frozen=True)
@@ -310,3 +364,104 @@ def list_from_json(data: Any, what: str) -> list[Any]:
     if not isinstance(data, list):
         raise UnexpectedResponseError(f"expected a list of {what}, got {type(data).__name__}", body=data)
     return data
+
+
+@dataclass(frozen=True)
+class NetworkEvent:
+    """One record of a sandbox's network log, as :meth:`Network.log` returns them (oldest first).
+
+    ``kind`` is ``"dns"`` (a DNS answer: ``name``, ``type``, ``allowed``, ``rcode``, ``answers``, ``ttl``),
+    ``"allow"`` / ``"deny"`` (a new connection attempt and the policy's verdict: ``proto``, ``dst``, ``dport``,
+    ``sport``, and for some ``reason`` or ``icmpType``) or ``"conn"`` (an ended connection: ``proto``,
+    ``dst``, ``dport``, ``sport``, ``bytesOut``, ``bytesIn``, ``packetsOut``, ``packetsIn``). Those fields are
+    in ``data``, as the server sent them; ``ts`` is the ISO 8601 UTC time (``...Z``).
+    """
+
+    id: int
+    ts: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @staticmethod
+    def from_json(data: Any) -> NetworkEvent:
+        """Decode one event ``{"id", "ts", "kind", ...fields}``; raises :class:`UnexpectedResponseError`
+        without an integer ``id``."""
+        d = _object(data, "network event")
+        ident = d.get("id")
+        if not isinstance(ident, int) or isinstance(ident, bool):
+            raise UnexpectedResponseError("network event without an integer 'id'", body=data)
+        rest = {k: v for k, v in d.items() if k not in ("id", "ts", "kind")}
+        return NetworkEvent(id=ident, ts=_str(d, "ts"), kind=_str(d, "kind"), data=rest)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The field ``key`` of :attr:`data` (``event.get("dst")``), or ``default``."""
+        return self.data.get(key, default)
+
+
+@dataclass(frozen=True)
+class NetworkLog:
+    """A page of a sandbox's network log: the events, oldest first, and the ``since`` of the next page.
+
+    Iterating it (and ``len()``) goes over :attr:`events`; pass :attr:`next_since` as ``since`` to get only
+    what was recorded after them.
+    """
+
+    events: list[NetworkEvent]
+    next_since: int = 0
+
+    @staticmethod
+    def from_json(data: Any, since: int = 0) -> NetworkLog:
+        """Decode ``{"events": [...], "nextSince": int}``; without ``nextSince``, the last event's id (or
+        ``since`` when there is none)."""
+        d = _object(data, "NetworkLog")
+        events = [NetworkEvent.from_json(e) for e in list_from_json(d.get("events"), "network events")]
+        nxt = d.get("nextSince")
+        if not isinstance(nxt, int) or isinstance(nxt, bool):
+            nxt = max([since, *(e.id for e in events)])
+        return NetworkLog(events=events, next_since=nxt)
+
+    def __iter__(self) -> Iterator[NetworkEvent]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+PREVIEW_TOKEN_HEADER = "x-daytona-preview-token"
+"""The header that carries a preview token (the server also takes ``?token=`` and its cookie)."""
+
+
+@dataclass(frozen=True)
+class PreviewUrl:
+    """Where a port of a sandbox is reachable from outside: :attr:`url` (on the sandburg server, no API key
+    needed) and the :attr:`token` that must go with each request.
+
+    Send the token as a header (:attr:`headers`) or open :attr:`authenticated_url`, whose ``?token=`` makes
+    the server set a cookie, so a browser keeps access to the page's links and scripts. Anyone holding the
+    token reaches the port: treat it as a secret.
+    """
+
+    url: str
+    token: str = field(repr=False)
+    sandbox_id: str = ""
+    port: int = 0
+
+    @staticmethod
+    def from_json(data: Any, port: int = 0) -> PreviewUrl:
+        """Decode ``{"sandboxId", "url", "token"}``; raises :class:`UnexpectedResponseError` without a ``url``
+        or ``token``."""
+        d = _object(data, "PortPreviewUrl")
+        if not _str(d, "url") or not _str(d, "token"):
+            raise UnexpectedResponseError("PortPreviewUrl without a 'url' and a 'token'", body=data)
+        return PreviewUrl(url=d["url"], token=d["token"], sandbox_id=_str(d, "sandboxId"), port=port)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The header that authenticates a request to :attr:`url`: ``{"x-daytona-preview-token": token}``."""
+        return {PREVIEW_TOKEN_HEADER: self.token}
+
+    @property
+    def authenticated_url(self) -> str:
+        """:attr:`url` with ``?token=<token>``: opens in a browser, which then keeps the token in a cookie."""
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}token={quote(self.token, safe='')}"

@@ -22,6 +22,7 @@ from .._errors import ExecTimeoutError, SandburgError
 from .._models import SandboxInfo
 from .._version import __version__
 from . import git as git_cli
+from . import net as net_cli
 from .cp import copy, split_location
 
 __all__ = ["ClientFactory", "build_parser", "format_age", "format_mib", "format_table", "main"]
@@ -90,6 +91,18 @@ def _pairs(values: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(values.items())) or "-"
 
 
+def _network(box: SandboxInfo) -> str:
+    policy = box.network_policy
+    if policy is None:
+        return "-"
+    lists = "; ".join(
+        f"{name} {', '.join(entries)}"
+        for name, entries in (("allow", policy.allow), ("deny", policy.deny))
+        if entries
+    )
+    return f"{policy.mode} ({lists})" if lists else policy.mode
+
+
 def _details(box: SandboxInfo, now: datetime | None) -> str:
     created = box.created_at.isoformat() if box.created_at else "-"
     fields = [
@@ -103,6 +116,7 @@ def _details(box: SandboxInfo, now: datetime | None) -> str:
         ("disk", format_mib(box.disk_mib)),
         ("labels", _pairs(box.labels)),
         ("env", _pairs(box.env)),
+        ("network", _network(box)),
         ("created", f"{created} ({format_age(box.created_at, now)} ago)"),
     ]
     return "\n".join(f"{key + ':':<11}{value or '-'}" for key, value in fields)
@@ -163,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disk", type=_size, help="e.g. 10GiB")
     p.add_argument("--env", type=_key_value, action="append", default=[], metavar="K=V")
     p.add_argument("--label", type=_key_value, action="append", default=[], metavar="K=V")
+    p.add_argument(
+        "--network", choices=["none", "all"], help="no egress, or any (default: the server's policy)"
+    )
+    net_cli.add_entry_options(p)
     p.add_argument("--json", action="store_true", help="print the sandbox as JSON")
 
     p = sub.add_parser("ls", help="list sandboxes")
@@ -207,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", help="working directory (default /workspace)")
 
     git_cli.add_parser(sub)
+    net_cli.add_parsers(sub)
 
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
@@ -257,6 +276,7 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
             disk=args.disk,
             env=dict(args.env) or None,
             labels=dict(args.label) or None,
+            network=_create_network(args),
         )
         if args.json:
             _print_json(box.raw)
@@ -282,6 +302,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         )
     elif cmd == "git":
         return git_cli.run(args, sb)
+    elif cmd in ("net", "preview"):
+        return net_cli.run(args, sb)
     elif cmd == "shell":
         from . import shell
 
@@ -311,6 +333,16 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         else:
             print(_details(box, now))
     return 0
+
+
+def _create_network(args: argparse.Namespace) -> str | dict[str, list[str]] | None:
+    if args.allow or args.deny:
+        if args.network:
+            raise _Usage(
+                f"create: --allow and --deny make a list policy; they cannot go with --network {args.network}"
+            )
+        return {"allow": args.allow, "deny": args.deny}
+    return str(args.network) if args.network else None
 
 
 def _exec(args: argparse.Namespace, sb: Sandburg) -> int:
@@ -388,7 +420,7 @@ def main(
             return _server(args)
         with (client_factory or _default_factory)(args.api_url) as sb:
             return _run(args, sb, now)
-    except _Usage as exc:
+    except (_Usage, net_cli.UsageError) as exc:
         parser.print_usage(sys.stderr)
         print(f"sandburg: error: {exc}", file=sys.stderr)
         return 2

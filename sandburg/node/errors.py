@@ -78,5 +78,9 @@ class CgroupError(NodeError):
     step = "cgroup"
 
 
+class NetworkError(NodeError):
+    step = "network"
+
+
 class AgentStartError(NodeError):
     step = "agent"

@@ -14,12 +14,13 @@ import resource
 import shutil
 import stat
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import cgroups, crash, idmap, priv, reaper, rootfs, runtime_layer
 from .agent_client import AgentClient, AgentUnavailable, wait_ready
-from .errors import AgentStartError, BundleError, MountError, NodeError, RuntimeError_
+from .errors import AgentStartError, BundleError, MountError, NetworkError, NodeError, RuntimeError_
 from .images import ImageStore
+from .net import NetConfig, Network
 from .oci import OciRuntime, pid_alive, runc, runsc, wait_pid_exit
 from .spec import CONTAINER, GVISOR, BundlePaths, SandboxSpec, build_config
 from .store import Store
@@ -33,6 +34,7 @@ class NodeConfig:
     cgroup_parent: str = "sandburg"
     agent_start_timeout: float = 30.0
     run_limit_bytes: int = 512 << 20  # the agent's run dir: its socket and session logs
+    net: NetConfig | None = None  # None: sandboxes get a loopback-only network (no namespace of sandburg's)
 
 
 @dataclass
@@ -44,9 +46,10 @@ class Inventory:
     mounts: set[str] = field(default_factory=set)
     containers: dict[str, set[str]] = field(default_factory=dict)
     cgroups: set[str] = field(default_factory=set)
+    networks: set[str] = field(default_factory=set)  # network namespaces and nftables chains
 
     def ids(self) -> set[str]:
-        ids = set(self.subvolumes) | self.bundles | self.cgroups
+        ids = set(self.subvolumes) | self.bundles | self.cgroups | self.networks
         ids |= {os.path.basename(os.path.dirname(m)) for m in self.mounts}
         for cs in self.containers.values():
             ids |= cs
@@ -61,8 +64,9 @@ class Node:
         self.bundles_dir = os.path.join(cfg.data_dir, "sandboxes")
         self.runtimes: dict[str, OciRuntime] = {
             CONTAINER: runc(os.path.join(cfg.data_dir, "runc")),
-            GVISOR: runsc(os.path.join(cfg.data_dir, "runsc")),
+            GVISOR: runsc(os.path.join(cfg.data_dir, "runsc"), network="host" if cfg.net else "none"),
         }
+        self.net = Network(cfg.net) if cfg.net else None
         self.layer = ""
         self._agents: dict[str, AgentClient] = {}
         self._agents_lock = threading.Lock()
@@ -76,6 +80,8 @@ class Node:
         self.store.ensure()
         self.images.remove_partial()
         self.layer = runtime_layer.ensure(os.path.join(self.cfg.data_dir, "runtime"))
+        if self.net:
+            self.net.ensure()
         for name in images:
             self.images.ensure(name, log=True)
 
@@ -110,8 +116,16 @@ class Node:
             hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{spec.hostname}\n"
             rootfs.write_file(root, "etc/hosts", hosts.encode())
             rootfs.write_file(root, "etc/hostname", (spec.hostname + "\n").encode())
+            if self.net and spec.ip:
+                # DNS goes to the node's resolver on the gateway, which answers only names the policy allows
+                resolv = f"nameserver {self.net.cfg.gateway}\noptions ndots:0 timeout:2 attempts:2\n"
+                rootfs.write_file(root, "etc/resolv.conf", resolv.encode())
         crash.point("create.subvolume")
         self._ensure_run_dir(spec)
+        if self.net and spec.ip:
+            # the rules first: the sandbox's first packet already meets its policy
+            self.net.set_policy(spec.id, spec.ip, spec.policy)
+        crash.point("create.network")
         return self.start(spec, _creating=True)
 
     def start(self, spec: SandboxSpec, _creating: bool = False) -> int:
@@ -124,6 +138,12 @@ class Node:
         if st:
             rt.delete(spec.id, force=True)  # a stopped/created leftover from a crash
         self._ensure_run_dir(spec)
+        if self.net and spec.ip and spec.isolation == GVISOR:
+            self.net.plug(spec.id, spec.ip)
+            spec = replace(spec, netns=self.net.netns_path(spec.id))
+        elif self.net and spec.isolation == GVISOR:
+            # runsc runs with --network=host on this node: without a namespace of its own it would get the host's
+            raise NetworkError("a gVisor sandbox on a networked node needs an address", path=spec.id)
         bundle, paths = self._write_bundle(spec)
         if _creating:
             crash.point("create.bundle")
@@ -138,8 +158,10 @@ class Node:
         if _creating:
             crash.point("create.runtime")
         try:
+            if self.net and spec.ip and spec.isolation == CONTAINER:
+                self.net.plug(spec.id, spec.ip, pid=pid)
             self.agent_ready(spec.id)
-        except AgentStartError:
+        except (AgentStartError, NetworkError):
             self.stop(spec.id, spec.isolation)
             raise
         return pid
@@ -174,13 +196,18 @@ class Node:
             except RuntimeError_:
                 rt.delete(sid, force=True)
         crash.point("delete.runtime")
+        if self.net:
+            self.net.unplug(sid)
         self._unmount_root(sid)
         crash.point("delete.umount")
 
-    def delete(self, sid: str, isolation: str) -> None:
-        """Remove every trace of the sandbox: processes, runtime state, mounts, root, bundle, cgroups."""
+    def delete(self, sid: str, isolation: str, ip: str | None = None) -> None:
+        """Remove every trace of the sandbox: processes, runtime state, network, mounts, root, bundle, cgroups."""
         self._drop_agent(sid)
         self.stop(sid, isolation)
+        if self.net:
+            self.net.detach(sid, ip)
+        crash.point("delete.network")
         self.store.delete_subvolume(self.root_path(sid))
         self.store.delete_subvolume(self.run_path(sid))
         crash.point("delete.subvolume")
@@ -228,6 +255,8 @@ class Node:
         for tier, rt in self.runtimes.items():
             inv.containers[tier] = {c["id"] for c in rt.list()}
         inv.cgroups = cgroups.children(self.cfg.cgroup_parent)
+        if self.net:
+            inv.networks = self.net.sandbox_ids() | self.net.chain_ids()
         return inv
 
     def collect(self, keep: set[str]) -> list[str]:

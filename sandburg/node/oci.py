@@ -17,7 +17,6 @@ from typing import Any
 from .errors import RuntimeError_
 
 RUNSC_FLAGS = [
-    "--network=none",  # own netstack with loopback only (the network issue replaces this with a sandburg netns)
     "--overlay2=none",  # writes go to the sandbox's btrfs root (the default keeps them in a memory overlay)
     "--host-uds=create",  # lets the agent create its socket in the bind-mounted run dir
 ]
@@ -104,8 +103,13 @@ def runc(state_root: str) -> OciRuntime:
     return OciRuntime("runc", state_root)
 
 
-def runsc(state_root: str) -> OciRuntime:
-    return OciRuntime("runsc", state_root, RUNSC_FLAGS)
+def runsc(state_root: str, network: str = "none") -> OciRuntime:
+    """`network="host"`: the Sentry uses the kernel stack of the namespace the OCI config names (net.py made it);
+    runsc's own netstack refuses to run here ("cannot run with network enabled in root network namespace").
+    `none`: gVisor's netstack with loopback only. docs/network.md says what `host` means for isolation."""
+    if network not in ("none", "host"):
+        raise ValueError(network)
+    return OciRuntime("runsc", state_root, [f"--network={network}", *RUNSC_FLAGS])
 
 
 def wait_pid_exit(pid: int, timeout: float) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import seccomp
+from .netpolicy import Policy
 from .runtime_layer import MOUNT_POINT, agent_argv
 
 GVISOR = "gvisor"
@@ -40,6 +41,9 @@ class SandboxSpec:
     uid_base: int = 0  # container tier: host uid/gid that root inside maps to
     pids_limit: int = 2048
     workdir: str = "/workspace"
+    ip: str = ""  # its address on the node's subnet; "" = a private loopback-only network
+    policy: Policy = field(default_factory=lambda: Policy.build("none"))  # egress (netpolicy.py)
+    netns: str = ""  # gvisor: set by the node, path of the network namespace it made for the sandbox (net.py)
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,14 @@ def build_config(
         linux["uidMappings"] = [{"containerID": 0, "hostID": spec.uid_base, "size": 65536}]
         linux["gidMappings"] = [{"containerID": 0, "hostID": spec.uid_base, "size": 65536}]
         linux["seccomp"] = seccomp.profile()
+        # runc makes a new network namespace, owned by the sandbox's user namespace (sysfs cannot be mounted in a
+        # user namespace that does not own the network namespace); the node wires it up after start (net.py)
+    elif spec.netns:
+        # runsc --network=host: the Sentry uses the kernel stack of the namespace the node made beforehand
+        linux["namespaces"] = [{"type": "network", "path": spec.netns} if ns["type"] == "network" else ns
+                               for ns in linux["namespaces"]]  # fmt: skip
     else:
-        # gVisor (--network=none) gives the sandbox its own netstack with loopback only; it needs no host netns.
+        # gVisor's own netstack with loopback only (runsc --network=none)
         linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
     return {
         "ociVersion": "1.0.2",

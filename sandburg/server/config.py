@@ -50,6 +50,13 @@ class Settings:
     max_output_bytes: int = 10 * 1024 * 1024  # per command (exec) / per session command (both streams)
     run_limit_mib: int = 512  # the sandbox's run dir (agent socket, session logs), a quota'd subvolume
     agent_start_timeout: float = 30.0
+    # networking (docs/network.md): the node's bridge, subnet, nftables table and name tag; the resolver's upstreams
+    net_bridge: str = "sandburg0"
+    net_subnet: str = "10.213.0.0/16"
+    net_table: str = "sandburg"
+    net_tag: str = "sb"
+    dns_upstream: str = ""  # "ip[:port],..."; empty: the host's /etc/resolv.conf
+    network_default_allow: tuple[str, ...] = ()  # what a sandbox created without a `network` may reach
     test_mode: bool = False  # allows SANDBURG_CRASH_AT; refused otherwise
     crash_at: str | None = None
 
@@ -60,6 +67,10 @@ class Settings:
     @property
     def credentials_path(self) -> str:
         return os.path.join(self.data_dir, "credentials.json")
+
+    @property
+    def preview_key_path(self) -> str:
+        return os.path.join(self.data_dir, "preview.key")
 
     @property
     def pid_path(self) -> str:
@@ -89,6 +100,14 @@ class Settings:
             exec_max_timeout=_int("SANDBURG_EXEC_MAX_TIMEOUT", cls.exec_max_timeout),
             max_output_bytes=_int("SANDBURG_MAX_OUTPUT_BYTES", cls.max_output_bytes),
             run_limit_mib=_int("SANDBURG_RUN_LIMIT_MIB", cls.run_limit_mib),
+            net_bridge=env.get("SANDBURG_NET_BRIDGE") or cls.net_bridge,
+            net_subnet=env.get("SANDBURG_NET_SUBNET") or cls.net_subnet,
+            net_table=env.get("SANDBURG_NET_TABLE") or cls.net_table,
+            net_tag=env.get("SANDBURG_NET_TAG") or cls.net_tag,
+            dns_upstream=env.get("SANDBURG_DNS_UPSTREAM") or "",
+            network_default_allow=tuple(
+                e.strip() for e in (env.get("SANDBURG_NETWORK_DEFAULT_ALLOW") or "").split(",") if e.strip()
+            ),
             test_mode=env.get("SANDBURG_TEST_MODE") == "1",
             crash_at=env.get("SANDBURG_CRASH_AT") or None,
         )

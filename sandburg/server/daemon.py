@@ -31,6 +31,7 @@ def run_foreground(settings: Settings | None = None) -> int:
         return 1
     os.makedirs(settings.data_dir, mode=0o711, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the preview proxy: no line per proxied request
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -70,10 +70,26 @@ class Sandbox(Base):
     uid_slot: Mapped[int] = mapped_column(Integer, unique=True)
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     network_block_all: Mapped[bool] = mapped_column(Boolean, default=False)
+    ip: Mapped[str | None] = mapped_column(String(15), unique=True, nullable=True)  # on the node's subnet
+    network: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # egress policy (node/netpolicy.py)
     # Daytona fields stored and echoed until the issues that enforce them land (network, lifecycle, volumes)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """One record of the event pipeline (events.py): DNS answers, connection attempts, connections with bytes.
+
+    No foreign key: a sandbox's record outlives the sandbox (an audit trail must)."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    organization_id: Mapped[str] = mapped_column(String(36), index=True)
+    sandbox_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # dns | allow | deny | conn | ...
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 def make_engine(db_path: str) -> Engine:

@@ -8,6 +8,7 @@ the second finds nothing and gets 404).
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 import threading
@@ -24,6 +25,7 @@ from .._codes import ErrorCode
 from ..node import crash
 from ..node.errors import ImageNotFound, NodeError
 from ..node.monitor import ExitMonitor
+from ..node.netpolicy import Policy
 from ..node.node import Node
 from ..node.spec import SandboxSpec
 from . import compat
@@ -32,13 +34,14 @@ from .db import Sandbox, utcnow
 from .errors import ApiError
 from .listing import decode_cursor as _decode_cursor
 from .listing import encode_cursor as _encode_cursor
-from .schemas import CreateSandbox
+from .netservice import NetService
+from .schemas import CreateSandbox, NetworkPolicyIn
 
 log = logging.getLogger("sandburg.server")
 
 ISOLATION_LABEL = "sandburg.io/isolation"
 UID_BASE = 100_000
-UID_SLOTS = 60_000  # 100000 + 60000 * 65536 stays below 2^32
+UID_SLOTS = 30_000  # 100000 + 32000 * 65536 < 2^31: such gids fit the kernel's ping_group_range (net.py)
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,13 @@ class Live:
 
 
 class SandboxService:
-    def __init__(self, settings: Settings, sessions: sessionmaker[Session], node: Node) -> None:
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], node: Node, net: NetService | None = None
+    ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.node = node
+        self.net = net
         self.live: dict[str, Live] = {}  # started sandboxes, for the toolbox's fast path
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -162,13 +168,18 @@ class SandboxService:
                 ErrorCode.IMAGE_NOT_FOUND,
                 f"image {image!r} not found; available: {', '.join(self.node.images.names())}",
             )
+        policy = self.net.policy_for_create(req) if self.net else None
         sid = str(uuid.uuid4())
         name = req.name or f"sb-{sid[:8]}"
         extra = compat.stored_extra(req)
         with self._lock(sid):
-            row = self._insert(org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, req, extra)
+            row = self._insert(
+                org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, req, extra, policy
+            )
             crash.point("create.row")
             spec = self._spec(row)
+            if self.net and row.ip and policy:
+                self.net.register(sid, org_id, row.ip, policy)  # the resolver answers it from its first query
             try:
                 pid = self.node.create(spec)
                 crash.point("create.agent")
@@ -228,10 +239,12 @@ class SandboxService:
             crash.point("delete.row")
             self._release(sid)
             try:
-                self.node.delete(sid, row.isolation)
+                self.node.delete(sid, row.isolation, row.ip)
             except NodeError as exc:
                 self._set_state(sid, "error", f"delete failed: {exc}"[:200])
                 raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be deleted: {exc}") from exc
+            if self.net:
+                self.net.forget(sid)
             with self.sessions() as s:
                 s.delete(s.get(Sandbox, sid))
                 s.commit()
@@ -271,6 +284,57 @@ class SandboxService:
             s.commit()
             return row
 
+    def set_network(self, org_id: str, id_or_name: str, policy: Policy, **daytona: Any) -> Sandbox:
+        """Replace the sandbox's egress policy; a running sandbox gets it at its next new connection."""
+        if self.net is None:
+            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
+        sid = self.get(org_id, id_or_name).id
+        with self._lock(sid):
+            row = self.get(org_id, sid)
+            if row.state in ("creating", "destroying") or not row.ip:
+                raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
+            try:
+                self.net.apply(sid, org_id, row.ip, Policy.from_json(row.network), policy)
+            except NodeError as exc:
+                raise ApiError(
+                    ErrorCode.RUNTIME_ERROR, f"network policy could not be applied: {exc}"
+                ) from exc
+            with self.sessions() as s:
+                r = s.get(Sandbox, sid)
+                assert r is not None
+                r.network = policy.to_json()
+                r.network_block_all = policy.mode == "none"
+                extra = {**(r.extra or {}), **daytona}
+                r.extra = {k: v for k, v in extra.items() if v is not None}
+                r.updated_at = utcnow()
+                s.commit()
+                return r
+
+    def net_policy_from_daytona(self, block_all: bool, cidrs: str | None, domains: str | None) -> Policy:
+        if self.net is None:
+            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
+        return self.net.policy_from_daytona(block_all, cidrs, domains)
+
+    def net_policy_from_body(self, body: NetworkPolicyIn) -> Policy:
+        if self.net is None:
+            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
+        return self.net.policy_from_body(body)
+
+    def network_log(
+        self, sid: str, *, since: int, limit: int, kinds: builtins.list[str]
+    ) -> builtins.list[dict[str, Any]]:
+        if self.net is None:
+            return []
+        self.net.sweep()
+        self.net.events.flush(timeout=2.0)  # what happened before the call is in the answer
+        return self.net.events.query(sid, since_id=since, limit=limit, kinds=kinds or None)
+
+    def preview_target(self, sid: str) -> str | None:
+        """The address of a started sandbox, for the preview proxy."""
+        if sid not in self.live or self.net is None:
+            return None
+        return self.net.ip_of(sid)
+
     # -- restart safety --------------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Bring the host in line with the store after a (re)start; see docs/node-runtime.md."""
@@ -278,6 +342,9 @@ class SandboxService:
             rows = list(s.scalars(select(Sandbox)))
         for row in rows:
             try:
+                if self.net and row.ip and row.state not in ("creating", "destroying"):
+                    # the rules survive a server restart; re-applying them keeps them in step with the store
+                    self.net.apply(row.id, row.organization_id, row.ip, None, Policy.from_json(row.network))
                 self._reconcile_one(row)
             except NodeError as exc:
                 log.error("reconcile %s failed: %s", row.id, exc)
@@ -297,7 +364,7 @@ class SandboxService:
             self.node.store.limit(root, row.disk_mib * 1024 * 1024)
         if row.state in ("creating", "destroying"):
             # creating: nobody was told it exists — roll back; destroying: finish what was asked
-            self.node.delete(sid, row.isolation)
+            self.node.delete(sid, row.isolation, row.ip)
             with self.sessions() as s:
                 s.delete(s.get(Sandbox, sid))
                 s.commit()
@@ -351,8 +418,10 @@ class SandboxService:
         self.monitor.forget(sid)
 
     def _undo_create(self, row: Sandbox) -> None:
+        if self.net:
+            self.net.forget(row.id)
         try:
-            self.node.delete(row.id, row.isolation)
+            self.node.delete(row.id, row.isolation, row.ip)
         except NodeError as exc:
             log.error("cleanup of failed create %s failed: %s", row.id, exc)
             self._set_state(row.id, "error", "create failed; cleanup incomplete")
@@ -363,7 +432,7 @@ class SandboxService:
 
     def _insert(
         self, org_id: str, sid: str, name: str, isolation: str, image: str, cpu: int, memory_mib: int, disk_mib: int,
-        req: CreateSandbox, extra: dict[str, Any],
+        req: CreateSandbox, extra: dict[str, Any], policy: Policy | None,
     ) -> Sandbox:  # fmt: skip
         with self.sessions() as s:
             if s.scalars(
@@ -375,12 +444,16 @@ class SandboxService:
                 slot = random.randint(1, UID_SLOTS)
                 if slot not in used:
                     break
+            ip = None
+            if self.net and policy:
+                ip = self.net.allocate({i for i in s.scalars(select(Sandbox.ip)) if i})
             now = utcnow()
             row = Sandbox(
                 id=sid, organization_id=org_id, name=name, state="creating", isolation=isolation, image=image,
                 cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=dict(req.env), labels=dict(req.labels),
-                user="root", uid_slot=slot, public=bool(req.public), network_block_all=bool(req.networkBlockAll),
-                extra=extra, created_at=now, updated_at=now,
+                user="root", uid_slot=slot, public=bool(req.public),
+                network_block_all=bool(policy and policy.mode == "none"), ip=ip,
+                network=policy.to_json() if policy else {}, extra=extra, created_at=now, updated_at=now,
             )  # fmt: skip
             s.add(row)
             try:
@@ -406,7 +479,8 @@ class SandboxService:
         return SandboxSpec(
             id=row.id, hostname=_hostname(row.name), isolation=row.isolation, image=row.image, cpu=row.cpu,
             memory_mib=row.memory_mib, disk_mib=row.disk_mib, env=dict(row.env),
-            uid_base=UID_BASE + row.uid_slot * 65536, pids_limit=self.settings.pids_limit,
+            uid_base=UID_BASE + row.uid_slot * 65536, pids_limit=self.settings.pids_limit, ip=row.ip or "",
+            policy=Policy.from_json(row.network) if row.network else Policy.build("none"),
         )  # fmt: skip
 
 

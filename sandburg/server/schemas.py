@@ -62,6 +62,29 @@ class CreateSandbox(Strict):
     queueTimeout: StrictInt | None = None
     linkedSandbox: str | None = None
     secrets: list[dict[str, str]] | None = None
+    # sandburg: egress policy, "none" | "all" | {"allow": [names, *.names, CIDRs], "deny": [...]}; default: the
+    # server's default allowlist (docs/network.md)
+    network: Literal["none", "all"] | NetworkPolicyIn | None = None
+
+
+class NetworkPolicyIn(Strict):
+    mode: Literal["none", "all", "list"] = "list"
+    allow: list[str] = Field(default_factory=list, max_length=1000)
+    deny: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class NetworkPolicyOut(BaseModel):
+    mode: Literal["none", "all", "list"]
+    allow: list[str]
+    deny: list[str]
+
+
+class NetworkLog(BaseModel):
+    """Recent network records of a sandbox, oldest first: `dns` answers, `allow`/`deny` connection attempts
+    (new connections, from the node's firewall log), `conn` ended connections with bytes each way."""
+
+    events: list[dict[str, Any]]
+    nextSince: int
 
 
 class SandboxOut(BaseModel):
@@ -108,6 +131,7 @@ class SandboxOut(BaseModel):
     image: str
     memoryMiB: int
     diskMiB: int
+    network: NetworkPolicyOut | None = None
 
 
 class SandboxList(BaseModel):

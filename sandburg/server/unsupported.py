@@ -27,7 +27,7 @@ AREAS = {
     "interpreter": "stateful interpreter contexts come with a later issue",
     "lifecycle": "archive, pause and resize come with the lifecycle automation issue",
     "lsp": "language servers come with a later issue",
-    "network": "preview URLs, ports, SSH access and signing keys come with the networking issue",
+    "network": "signed preview URLs, SSH access and signing keys come with a later issue (plain preview URLs work)",
     "observability": "metrics, logs and traces come with the observability issue",
     "runner": "this is Daytona's runner/region control plane, which sandburg does not need: not planned",
     "secrets": "secrets come with the secrets issue",
@@ -135,7 +135,6 @@ POST   /sandbox/{sandboxIdOrName}/fork  snapshots
 GET    /sandbox/{sandboxIdOrName}/forks  snapshots
 GET    /sandbox/{sandboxIdOrName}/parent  snapshots
 POST   /sandbox/{sandboxIdOrName}/pause  lifecycle
-GET    /sandbox/{sandboxIdOrName}/ports/{port}/preview-url  network
 GET    /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url  network
 POST   /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url/{token}/expire  network
 POST   /sandbox/{sandboxIdOrName}/resize  lifecycle

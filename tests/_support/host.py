@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
 
 from sandburg.node import cgroups, priv
+from sandburg.node.net import NetConfig, Network
 from sandburg.node.node import Node, NodeConfig
 
 TEST_ROOT = os.environ.get("SANDBURG_TEST_ROOT", "/var/lib/sandburg-test")
@@ -29,9 +31,34 @@ def new_data_dir(kind: str) -> tuple[str, str]:
     return data_dir, f"sandburg-test/{tag}"
 
 
-def node_for(data_dir: str, cgroup_parent: str) -> Node:
+def net_for(data_dir: str) -> NetConfig:
+    """The bridge, subnet, nftables table and tag of a test data dir: its own, derived from its name, so that test
+    servers never share network objects with each other or with a `make up` server (sandburg0, 10.213.0.0/16)."""
+    h = hashlib.sha256(os.path.basename(data_dir).encode()).hexdigest()
+    n = int(h[:6], 16)
+    return NetConfig(
+        bridge=f"sbt{h[:8]}",
+        subnet=f"10.{216 + n % 16}.{(n >> 4) % 256}.0/24",
+        table=f"sbt_{h[:8]}",
+        tag=f"t{h[:6]}",
+    )
+
+
+def net_env(data_dir: str) -> dict[str, str]:
+    cfg = net_for(data_dir)
+    return {
+        "SANDBURG_NET_BRIDGE": cfg.bridge,
+        "SANDBURG_NET_SUBNET": cfg.subnet,
+        "SANDBURG_NET_TABLE": cfg.table,
+        "SANDBURG_NET_TAG": cfg.tag,
+    }
+
+
+def node_for(data_dir: str, cgroup_parent: str, net: bool = True) -> Node:
+    """The node of a test data dir; `net=False`: sandboxes without networking (the node-level tests)."""
     return Node(
         NodeConfig(
+            net=net_for(data_dir) if net else None,
             data_dir=data_dir,
             cache_dir=CACHE_DIR,
             cgroup_parent=cgroup_parent,
@@ -51,6 +78,10 @@ def destroy(data_dir: str, cgroup_parent: str) -> list[str]:
             node.collect(set())
         except Exception as exc:  # keep going: the rest must still be removed
             problems.append(f"collect: {exc}")
+    try:
+        Network(net_for(data_dir)).remove_all()
+    except Exception as exc:
+        problems.append(f"network: {exc}")
     for mp in priv.mounts_under(data_dir):
         r = os.system(f"umount -l '{mp}' 2>/dev/null")
         if r != 0:

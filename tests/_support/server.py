@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import httpx
 
-from tests._support.host import CACHE_DIR
+from tests._support.host import CACHE_DIR, net_env
 
 
 def free_port() -> int:
@@ -52,6 +52,7 @@ class ServerProcess:
             SANDBURG_HOST="127.0.0.1",
             SANDBURG_CGROUP_PARENT=self.cgroup_parent,
             SANDBURG_TEST_MODE="1",
+            **net_env(self.data_dir),
         )
         env.update(self.extra_env)
         env.update(overrides)

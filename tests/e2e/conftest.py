@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from sandburg import Sandbox, Sandburg
+from tests._support import fakenet
 from tests._support.host import destroy, new_data_dir, node_for, require_root
 from tests._support.server import ServerProcess
 
@@ -20,11 +21,22 @@ TIERS = ["container", "gvisor"]
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[ServerProcess]:
+def fake_internet() -> Iterator[fakenet.FakeNet]:
+    require_root()
+    net = fakenet.start()
+    try:
+        yield net
+    finally:
+        fakenet.stop(net)
+
+
+@pytest.fixture(scope="session")
+def server(fake_internet: fakenet.FakeNet) -> Iterator[ServerProcess]:
     require_root()
     data_dir, cgroup_parent = new_data_dir("e2e")
-    # a low pids limit makes the fork-bomb tests quick; everything else keeps the defaults
-    srv = ServerProcess(data_dir, cgroup_parent, {"SANDBURG_PIDS_LIMIT": "256"})
+    # a low pids limit makes the fork-bomb tests quick; the resolver's upstream is the fake internet's DNS
+    env = {"SANDBURG_PIDS_LIMIT": "256", "SANDBURG_DNS_UPSTREAM": fake_internet.dns}
+    srv = ServerProcess(data_dir, cgroup_parent, env)
     try:
         srv.start()
         yield srv

@@ -65,6 +65,9 @@ def assert_consistent(srv: ServerProcess) -> set[str]:
     running = {b.id for b in boxes if b.state == "started"}
     assert inv.containers["container"] | inv.containers["gvisor"] == running, inv
     assert inv.cgroups <= running, inv
+    assert node.net is not None
+    assert node.net.chain_ids() == ids, "every sandbox has its rules, and only those"
+    assert node.net.sandbox_ids() == running, "a network namespace for each running sandbox, and only those"
     for mp in priv.mounts_under(os.path.join(srv.data_dir, "sandboxes")):
         assert os.path.basename(os.path.dirname(mp)) in running, mp
     return ids

@@ -28,7 +28,7 @@ TIERS = ["container", "gvisor"]
 def node() -> Iterator[Node]:
     require_root()
     data_dir, cgroup_parent = new_data_dir("integration")
-    n = node_for(data_dir, cgroup_parent)
+    n = node_for(data_dir, cgroup_parent, net=False)
     try:
         n.prepare(IMAGES)
         yield n
@@ -84,7 +84,7 @@ def make_box(node: Node) -> Iterator[Callable[..., Box]]:
             cpu=kw.pop("cpu", 1),
             memory_mib=kw.pop("memory_mib", 512),
             disk_mib=kw.pop("disk_mib", 1024),
-            uid_base=100_000 + random.randint(30_000, 60_000) * 65536,
+            uid_base=100_000 + random.randint(30_001, 32_000) * 65536,
             **kw,
         )
         made.append(spec)

@@ -12,7 +12,7 @@ from .. import listing
 from ..auth import Principal, authenticate
 from ..db import Sandbox
 from ..sandboxes import SandboxService
-from ..schemas import CreateSandbox, Labels, SandboxList, SandboxOut
+from ..schemas import CreateSandbox, Labels, NetworkPolicyOut, SandboxList, SandboxOut
 
 router = APIRouter(prefix="/sandbox", tags=["sandbox"])
 Auth = Annotated[Principal, Depends(authenticate)]
@@ -77,6 +77,7 @@ def to_out(row: Sandbox, request: Request) -> SandboxOut:
         image=row.image,
         memoryMiB=row.memory_mib,
         diskMiB=row.disk_mib,
+        network=NetworkPolicyOut(**row.network) if row.network else None,
     )
 
 

@@ -1,8 +1,8 @@
 """Daytona's per-sandbox settings and helper routes: lifecycle intervals, public flag, network settings, toolbox
 URL, last activity, recover; plus `GET /api/config` and `GET /api/health/ready`.
 
-The intervals, the public flag and the network settings are stored in the sandbox row and echoed in the Sandbox
-DTO (status 200, as Daytona answers); the issues for lifecycle automation and networking will act on them.
+The intervals and the public flag are stored in the sandbox row and echoed in the Sandbox DTO (status 200, as
+Daytona answers); the lifecycle issue will act on them. The network settings are enforced (docs/network.md).
 """
 
 from __future__ import annotations
@@ -88,22 +88,25 @@ def set_public(sandbox_id_or_name: str, is_public: bool, request: Request, who: 
 def set_network(
     sandbox_id_or_name: str, body: NetworkSettings, request: Request, who: Auth, svc: Svc
 ) -> SandboxOut:
-    """Store Daytona's network policy: `networkBlockAll: false` alone restores full access (clearing the allow
-    lists); an allow list implies not blocking all. Enforced by the networking issue."""
+    """Daytona's network policy, enforced by the same engine as sandburg's `network` (docs/network.md):
+    `networkBlockAll: true` blocks everything, allow lists (CIDRs, domains) allow only those, and
+    `networkBlockAll: false` alone is an explicit request for full access."""
     if body.networkBlockAll is None and body.networkAllowList is None and body.domainAllowList is None:
         raise ApiError(
             ErrorCode.VALIDATION_ERROR,
             "set at least one of networkBlockAll, networkAllowList, domainAllowList",
         )
-    extra: dict[str, Any] = {}  # a None value removes the key
-    if body.networkAllowList is not None:
-        extra["networkAllowList"] = body.networkAllowList or None
-    if body.domainAllowList is not None:
-        extra["domainAllowList"] = body.domainAllowList or None
-    if body.networkBlockAll is False and not extra:
-        extra = {"networkAllowList": None, "domainAllowList": None}
     block = bool(body.networkBlockAll)
-    row = svc.update(who.organization_id, sandbox_id_or_name, extra=extra, network_block_all=block)
+    cidrs = None if block else body.networkAllowList
+    domains = None if block else body.domainAllowList
+    policy = svc.net_policy_from_daytona(block, cidrs, domains)
+    row = svc.set_network(
+        who.organization_id,
+        sandbox_id_or_name,
+        policy,
+        networkAllowList=cidrs or None,
+        domainAllowList=domains or None,
+    )
     return to_out(row, request)
 
 

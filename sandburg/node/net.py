@@ -1,0 +1,380 @@
+"""Sandbox networking: a network namespace per sandbox, a veth into the node's bridge, nftables egress policy.
+
+    sandbox netns (eth0 = <ip>/<prefix>, default via gateway)
+        │ veth (host side: a bridge port, isolated, anti-spoofed)
+    bridge <gateway> ── routed (ip_forward) ── masquerade ── the host's uplink
+
+One nftables table per node (`inet <table>` for filtering and NAT, `bridge <table>` for anti-spoofing). The
+`forward` chain sends a sandbox's new connections, by source address, to its own chain (`s_<id>`): deny CIDRs
+(wins) → allowed CIDRs and addresses learned from DNS answers (`c_<id>`, `l_<id>` with timeouts) → mode → log and
+reject. Always rejected before that: link-local (metadata), loopback, the sandbox subnet (other sandboxes), IPv6.
+The `input` chain lets sandboxes reach only the node's resolver (gateway:53). docs/network.md has the full order.
+Sandbox connections get short closing timeouts in conntrack (`ct timeout`): a closed connection's record, with its
+byte counts, reaches the network log within seconds instead of after TIME_WAIT's two minutes.
+
+Both tiers use the same namespace: runc joins it by path; runsc gets it with `--network=host`, so gVisor's Sentry
+uses this namespace's kernel stack (its own netstack refuses to run here) and the same rules apply to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+
+from . import priv
+from .errors import NetworkError
+from .netpolicy import Policy
+
+# A refused TCP connection gets a reset (fails at once with "connection refused"); anything else an ICMP
+# administratively-prohibited (EHOSTUNREACH): the host rate-limits those ICMP errors, a TCP SYN would wait ~1 s.
+ALWAYS_DENIED = ("169.254.0.0/16", "127.0.0.0/8", "0.0.0.0/8", "224.0.0.0/4", "255.255.255.255/32")
+LEARNED_TIMEOUT = 600  # seconds an address learned from a DNS answer stays reachable (refreshed by lookups)
+LEARNED_MIN = 300
+LOG_RATE = "20/second"
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    bridge: str = "sandburg0"
+    subnet: str = "10.213.0.0/16"
+    table: str = "sandburg"
+    tag: str = "sb"  # prefix of netns names and log prefixes: tells this node's objects from another's
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(self.subnet)
+
+    @property
+    def gateway(self) -> str:
+        return str(self.network.network_address + 1)
+
+
+def _nft(script: str, error: str, path: str | None = None) -> None:
+    # One atomic transaction: either every rule of the script is in place, or none.
+    priv.run(["nft", "-f", "-"], NetworkError, path=path, input=script.encode())
+
+
+def _batch(cmds: list[str], path: str, netns: str | None = None) -> None:
+    # one `ip` process for several steps (each costs ~2 ms as its own process)
+    argv = ["ip", *(["-n", netns] if netns else []), "-batch", "-"]
+    priv.run(argv, NetworkError, path=path, input=("\n".join(cmds) + "\n").encode())
+
+
+def _ip(*args: str, ok_missing: bool = False) -> None:
+    try:
+        priv.run(["ip", *args], NetworkError, path=" ".join(args))
+    except NetworkError as exc:
+        if not (
+            ok_missing and ("Cannot find" in str(exc) or "No such" in str(exc) or "not exist" in str(exc))
+        ):
+            raise
+
+
+class Network:
+    def __init__(self, cfg: NetConfig) -> None:
+        self.cfg = cfg
+
+    # -- names ------------------------------------------------------------------------------------------------
+    def _hex(self, sid: str) -> str:
+        return hashlib.sha256(f"{self.cfg.table}/{sid}".encode()).hexdigest()
+
+    def netns_name(self, sid: str) -> str:
+        return f"{self.cfg.tag}-{sid}"
+
+    def netns_path(self, sid: str) -> str:
+        return f"/run/netns/{self.netns_name(sid)}"
+
+    def veth(self, sid: str) -> str:
+        return "sv" + self._hex(sid)[:12]  # <= 15 chars, the kernel's limit
+
+    def _ids(self, sid: str) -> tuple[str, str, str, str]:
+        h = sid.replace("-", "")
+        return f"s_{h}", f"c_{h}", f"d_{h}", f"l_{h}"
+
+    # -- node-wide setup --------------------------------------------------------------------------------------
+    def ensure(self) -> None:
+        """Bridge, forwarding, conntrack accounting and the base tables; idempotent, keeps sandboxes' rules."""
+        br, gw, net = self.cfg.bridge, self.cfg.gateway, self.cfg.network
+        if not os.path.exists(f"/sys/class/net/{br}"):
+            _ip("link", "add", br, "type", "bridge")
+        _ip("addr", "replace", f"{gw}/{net.prefixlen}", "dev", br)
+        _ip("link", "set", br, "up")
+        # routing for the sandboxes' allowed traffic, and byte counts per connection for the network log
+        settings = (
+            ("net/ipv4/ip_forward", "1"),
+            ("net/netfilter/nf_conntrack_acct", "1"),
+            (f"net/ipv6/conf/{br}/disable_ipv6", "1"),  # the host is not reachable over IPv6 from sandboxes
+        )
+        for key, value in settings:
+            try:
+                with open(f"/proc/sys/{key}", "w") as fh:
+                    fh.write(value)
+            except OSError as exc:
+                raise NetworkError(f"setting {key} failed", path=key, detail=exc.strerror) from exc
+        exists = subprocess.run(
+            ["nft", "list", "table", "inet", self.cfg.table], capture_output=True, check=False
+        )
+        if exists.returncode != 0:
+            _nft(self._base_script(), "base tables")
+
+    def _base_script(self) -> str:
+        t, br, gw, net, tag = self.cfg.table, self.cfg.bridge, self.cfg.gateway, self.cfg.subnet, self.cfg.tag
+        denied = ", ".join(ALWAYS_DENIED + (net,))
+        return f"""
+table inet {t} {{
+  map sandboxes {{ type ipv4_addr : verdict; }}
+  ct timeout tcp_short {{
+    protocol tcp; l3proto ip
+    policy = {{ fin_wait: 10, close_wait: 10, last_ack: 10, time_wait: 2, close: 2 }}
+  }}
+  ct timeout udp_short {{
+    protocol udp; l3proto ip
+    policy = {{ unreplied: 10, replied: 30 }}
+  }}
+  chain prerouting {{
+    type filter hook prerouting priority -150; policy accept;
+    iifname "{br}" meta l4proto tcp ct timeout set "tcp_short"
+    iifname "{br}" meta l4proto udp ct timeout set "udp_short"
+  }}
+  chain forward {{
+    type filter hook forward priority -10; policy accept;
+    iifname "{br}" oifname "{br}" reject with icmpx type admin-prohibited
+    oifname "{br}" ct state established,related accept
+    oifname "{br}" drop
+    iifname "{br}" ct state established,related accept
+    iifname "{br}" meta nfproto ipv6 reject with icmpx type admin-prohibited
+    iifname "{br}" ip daddr {{ {denied} }} limit rate {LOG_RATE} log prefix "{tag} always-deny " level info
+    iifname "{br}" ip daddr {{ {denied} }} meta l4proto tcp reject with tcp reset
+    iifname "{br}" ip daddr {{ {denied} }} reject with icmpx type admin-prohibited
+    iifname "{br}" ip saddr vmap @sandboxes
+    iifname "{br}" meta l4proto tcp reject with tcp reset
+    iifname "{br}" reject with icmpx type admin-prohibited
+  }}
+  chain input {{
+    type filter hook input priority -10; policy accept;
+    iifname "{br}" ct state established,related accept
+    iifname "{br}" ip daddr {gw} udp dport 53 accept
+    iifname "{br}" ip daddr {gw} tcp dport 53 accept
+    iifname "{br}" limit rate {LOG_RATE} log prefix "{tag} host-deny " level info
+    iifname "{br}" meta l4proto tcp reject with tcp reset
+    iifname "{br}" reject with icmpx type admin-prohibited
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority 100; policy accept;
+    ip saddr {net} oifname != "{br}" masquerade
+  }}
+}}
+table bridge {t} {{
+  set ports {{ type ifname . ipv4_addr; }}
+  chain prerouting {{
+    type filter hook prerouting priority -10; policy accept;
+    iifname "sv*" ether type ip iifname . ip saddr != @ports drop
+    iifname "sv*" ether type arp iifname . arp saddr ip != @ports drop
+    iifname "sv*" ether type != {{ ip, arp }} drop
+  }}
+}}
+"""
+
+    def remove_all(self) -> None:
+        """Remove the node's tables and bridge (tests and `make clean`); sandboxes must be gone first."""
+        for family in ("inet", "bridge"):
+            subprocess.run(
+                ["nft", "delete", "table", family, self.cfg.table], capture_output=True, check=False
+            )
+        if os.path.exists(f"/sys/class/net/{self.cfg.bridge}"):
+            _ip("link", "del", self.cfg.bridge, ok_missing=True)
+
+    # -- per sandbox -------------------------------------------------------------------------------------------
+    def plug(self, sid: str, ip: str, pid: int | None = None) -> None:
+        """Wire the sandbox's network namespace to the bridge: veth, address, route. Idempotent.
+
+        `pid` given (container tier): the namespace is the one runc made for that process, owned by the sandbox's
+        user namespace; it gets a name here so that `ip -n` and the inventory find it. Without `pid` (gvisor):
+        the namespace is made here, before runsc starts in it."""
+        ns, veth, br, path = self.netns_name(sid), self.veth(sid), self.cfg.bridge, self.netns_path(sid)
+        host = []
+        if pid is not None:
+            if os.path.exists(path):
+                _ip("netns", "del", ns, ok_missing=True)  # a name left from an earlier run of the sandbox
+            host.append(f"netns attach {ns} {pid}")
+        elif not os.path.exists(path):
+            host.append(f"netns add {ns}")
+        if not os.path.exists(f"/sys/class/net/{veth}"):
+            host.append(f"link add {veth} type veth peer name eth0 netns {ns}")
+        # isolated: the bridge forwards nothing between sandbox ports (no sandbox-to-sandbox frames at all)
+        host += [f"link set {veth} master {br} up", f"link set dev {veth} type bridge_slave isolated on"]
+        _batch(host, path=veth)
+        # inside: loopback, the address, the default route via the node's gateway (ip -n: no shell, no mount ns)
+        plen = self.cfg.network.prefixlen
+        inside = [
+            "link set lo up",
+            f"addr replace {ip}/{plen} dev eth0",
+            "link set eth0 up",
+            f"route replace default via {self.cfg.gateway} dev eth0",
+        ]
+        _batch(inside, path=ns, netns=ns)
+        # Ping sockets for every uid (root in a sandbox has no CAP_NET_RAW); no IPv6, which nothing routes out.
+        # A gvisor sandbox's namespace belongs to the host's user namespace: let it bind low ports as well.
+        priv.run(
+            [
+                "nsenter", f"--net={path}", "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0",
+                "net.ipv4.ping_group_range=0 2147483647", "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+            NetworkError, path=ns,
+        )  # fmt: skip
+
+    def unplug(self, sid: str) -> None:
+        """Remove the veth and the namespace's name (the sandbox's processes are gone); idempotent."""
+        if os.path.exists(f"/sys/class/net/{self.veth(sid)}"):
+            _ip("link", "del", self.veth(sid), ok_missing=True)
+        if os.path.exists(self.netns_path(sid)):
+            _ip("netns", "del", self.netns_name(sid), ok_missing=True)
+
+    def set_policy(self, sid: str, ip: str, policy: Policy, keep_learned: bool = False) -> None:
+        """(Re)write the sandbox's chain and sets in one transaction; takes effect on the next new connection."""
+        t, tag, veth = self.cfg.table, self.cfg.tag, self.veth(sid)
+        chain, cset, dset, lset = self._ids(sid)
+        exists = subprocess.run(["nft", "list", "chain", "inet", t, chain], capture_output=True, check=False)
+        lines = []
+        if exists.returncode == 0:
+            lines += [
+                f"flush chain inet {t} {chain}",
+                f"flush set inet {t} {cset}",
+                f"flush set inet {t} {dset}",
+            ]
+            if not keep_learned:
+                lines.append(f"flush set inet {t} {lset}")
+        else:
+            lines += [
+                f"add chain inet {t} {chain}",
+                f"add set inet {t} {cset} {{ type ipv4_addr; flags interval; auto-merge; }}",
+                f"add set inet {t} {dset} {{ type ipv4_addr; flags interval; auto-merge; }}",
+                f"add set inet {t} {lset} {{ type ipv4_addr; flags timeout; timeout {LEARNED_TIMEOUT}s; }}",
+                f"add element inet {t} sandboxes {{ {ip} : jump {chain} }}",
+                f"add element bridge {t} ports {{ {veth} . {ip} }}",
+            ]
+        if policy.allow_cidrs:
+            lines.append(f"add element inet {t} {cset} {{ {', '.join(policy.allow_cidrs)} }}")
+        if policy.deny_cidrs:
+            lines.append(f"add element inet {t} {dset} {{ {', '.join(policy.deny_cidrs)} }}")
+        short = sid[:8]
+        log = f'limit rate {LOG_RATE} log prefix "{tag} {{what}} {short} " level info'
+        lines += [
+            f"add rule inet {t} {chain} ip daddr @{dset} {log.format(what='deny')}",
+            f"add rule inet {t} {chain} ip daddr @{dset} meta l4proto tcp reject with tcp reset",
+            f"add rule inet {t} {chain} ip daddr @{dset} reject with icmpx type admin-prohibited",
+        ]
+        if policy.mode == "all":
+            lines += [
+                f"add rule inet {t} {chain} {log.format(what='allow')}",
+                f"add rule inet {t} {chain} accept",
+            ]
+        elif policy.mode == "list":
+            for s in (cset, lset):
+                lines += [
+                    f"add rule inet {t} {chain} ip daddr @{s} {log.format(what='allow')}",
+                    f"add rule inet {t} {chain} ip daddr @{s} accept",
+                ]
+        lines += [
+            f"add rule inet {t} {chain} {log.format(what='deny')}",
+            f"add rule inet {t} {chain} meta l4proto tcp reject with tcp reset",
+            f"add rule inet {t} {chain} reject with icmpx type admin-prohibited",
+        ]
+        _nft("\n".join(lines) + "\n", "sandbox rules", path=chain)
+
+    def learn(self, sid: str, ips: list[str], ttl: int = LEARNED_TIMEOUT) -> None:
+        """Make addresses from an allowed DNS answer reachable for `ttl` seconds."""
+        ips = [i for i in ips if _is_v4(i)]
+        if not ips:
+            return
+        _, _, _, lset = self._ids(sid)
+        ttl = max(LEARNED_MIN, min(ttl, 86400))  # programs cache answers longer than short CDN TTLs
+        t, plain = self.cfg.table, ", ".join(ips)
+        elems = ", ".join(f"{i} timeout {ttl}s" for i in ips)
+        # add (a no-op if present), delete, add again, in one transaction: a repeated lookup restarts the timeout
+        script = (
+            f"add element inet {t} {lset} {{ {plain} }}\ndelete element inet {t} {lset} {{ {plain} }}\n"
+            f"add element inet {t} {lset} {{ {elems} }}\n"
+        )
+        _nft(script, "learned addresses", path=lset)
+
+    def detach(self, sid: str, ip: str | None) -> None:
+        """Remove the sandbox's rules, sets, veth and namespace; idempotent."""
+        t = self.cfg.table
+        chain, cset, dset, lset = self._ids(sid)
+        lines = []
+        ip = ip or self._ip_of_chain(chain)
+        if ip:
+            lines += [
+                f"delete element inet {t} sandboxes {{ {ip} }}",
+                f"delete element bridge {t} ports {{ {self.veth(sid)} . {ip} }}",
+            ]
+        for stmt in lines + [
+            f"delete chain inet {t} {chain}",
+            f"delete set inet {t} {cset}",
+            f"delete set inet {t} {dset}",
+            f"delete set inet {t} {lset}",
+        ]:
+            # each on its own: after a crash any of them may already be gone
+            subprocess.run(["nft", stmt], capture_output=True, check=False)
+        self.unplug(sid)
+
+    def _ip_of_chain(self, chain: str) -> str | None:
+        """The address whose map entry jumps to `chain` (a delete after a crash does not know it)."""
+        out = subprocess.run(
+            ["nft", "-j", "list", "map", "inet", self.cfg.table, "sandboxes"],
+            capture_output=True,
+            check=False,
+        )
+        try:
+            data = json.loads(out.stdout or b"{}")
+            for item in data.get("nftables", []):
+                for key, verdict in item.get("map", {}).get("elem", []):
+                    if verdict.get("jump", {}).get("target") == chain:
+                        return str(key)
+        except (ValueError, AttributeError, TypeError):
+            return None
+        return None
+
+    # -- inventory ---------------------------------------------------------------------------------------------
+    def sandbox_ids(self) -> set[str]:
+        """Ids of sandboxes with a namespace of this node (named <tag>-<id>)."""
+        prefix = self.cfg.tag + "-"
+        try:
+            return {n[len(prefix) :] for n in os.listdir("/run/netns") if n.startswith(prefix)}
+        except FileNotFoundError:
+            return set()
+
+    def chain_ids(self) -> set[str]:
+        """Ids of sandboxes with a chain in this node's table."""
+        out = set()
+        for name in self.chains():
+            h = name[2:]
+            if len(h) == 32:
+                out.add(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+        return out
+
+    def chains(self) -> set[str]:
+        out = subprocess.run(
+            ["nft", "list", "chains", "inet"], capture_output=True, text=True, check=False
+        ).stdout
+        names, in_table = set(), False
+        for line in out.splitlines():
+            line = line.strip()
+            if line.startswith("table inet "):
+                in_table = line.split()[2] == self.cfg.table
+            elif in_table and line.startswith("chain s_"):
+                names.add(line.split()[1])
+        return names
+
+
+def _is_v4(value: str) -> bool:
+    try:
+        return ipaddress.ip_address(value).version == 4
+    except ValueError:
+        return False

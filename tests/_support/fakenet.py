@@ -1,0 +1,88 @@
+"""A fake internet for the network tests: a network namespace of the test's own, routed from the host.
+
+    host ── veth 198.18.N.1/24 ── [fakenet netns] 198.18.N.2 (DNS), .10 allowed.test, .11 other.test,
+                                                  .12 sub.wild.test, .13 wild.test.evil.test, .14 denied.test
+
+Every name serves HTTP on port 80 and a UDP echo on port 7, and answers ping. The server's resolver uses the
+namespace's DNS as its upstream (SANDBURG_DNS_UPSTREAM). Tests that check that something is blocked aim only at
+these addresses (never at one outside the namespace), each paired with the same tool against an allowed one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NAMES = ("allowed.test", "other.test", "sub.wild.test", "wild.test.evil.test", "denied.test")
+
+
+@dataclass
+class FakeNet:
+    netns: str
+    veth: str
+    prefix: str  # "198.18.N"
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dns(self) -> str:
+        return f"{self.prefix}.2"
+
+    @property
+    def zone(self) -> dict[str, str]:
+        return {name: f"{self.prefix}.{10 + i}" for i, name in enumerate(NAMES)}
+
+    def addr(self, name: str) -> str:
+        return self.zone[name]
+
+    @property
+    def subnet(self) -> str:
+        return f"{self.prefix}.0/24"
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def start() -> FakeNet:
+    n = os.getpid() % 250 + 1
+    net = FakeNet(netns=f"sbfake-{os.getpid()}", veth=f"sbf{os.getpid()}"[:15], prefix=f"198.18.{n}")
+    try:
+        _run("ip", "netns", "add", net.netns)
+        _run("ip", "link", "add", net.veth, "type", "veth", "peer", "name", "eth0", "netns", net.netns)
+        _run("ip", "addr", "add", f"{net.prefix}.1/24", "dev", net.veth)
+        _run("ip", "link", "set", net.veth, "up")
+        inside = ["ip", "netns", "exec", net.netns]
+        _run(*inside, "ip", "link", "set", "lo", "up")
+        _run(*inside, "ip", "addr", "add", f"{net.dns}/24", "dev", "eth0")
+        for addr in net.zone.values():
+            _run(*inside, "ip", "addr", "add", f"{addr}/32", "dev", "eth0")
+        _run(*inside, "ip", "link", "set", "eth0", "up")
+        _run(*inside, "ip", "route", "add", "default", "via", f"{net.prefix}.1")
+        net.proc = subprocess.Popen(
+            [*inside, sys.executable, os.path.join(HERE, "fakenet_serve.py"), json.dumps(net.zone), net.dns],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        assert net.proc.stdout is not None
+        if net.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the fake internet's servers did not start")
+    except BaseException:
+        stop(net)
+        raise
+    return net
+
+
+def stop(net: FakeNet) -> None:
+    if net.proc is not None:
+        if net.proc.poll() is None:
+            net.proc.kill()
+            net.proc.wait()
+        if net.proc.stdout is not None:
+            net.proc.stdout.close()
+    # deleting the namespace deletes the veth pair too
+    subprocess.run(["ip", "netns", "del", net.netns], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "del", net.veth], capture_output=True, check=False)

@@ -1,0 +1,104 @@
+"""The fake internet's servers, run inside its network namespace (tests/_support/fakenet.py starts it).
+
+    python fakenet_serve.py ZONE_JSON DNS_ADDR
+
+For every (name, address) of the zone: HTTP on port 80 answering `hello from <name>`, a UDP echo on port 7;
+an authoritative DNS server on DNS_ADDR:53 (UDP and TCP) for the zone's names (anything else: NXDOMAIN).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import socketserver
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+
+
+class QuickHTTPServer(ThreadingHTTPServer):
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the address's FQDN, between bind() and listen(): with no DNS in this
+        # namespace that takes seconds, during which connections are refused
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+
+def http_server(addr: str, name: str) -> QuickHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = f"hello from {name}\n".encode()
+            if self.path.startswith("/bytes/"):
+                body = b"x" * int(self.path.split("/")[2])
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return QuickHTTPServer((addr, 80), Handler)
+
+
+def udp_echo(s: socket.socket) -> None:
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(data, peer)
+
+
+def answer(zone: dict[str, str], wire: bytes) -> bytes:
+    q = dns.message.from_wire(wire)
+    r = dns.message.make_response(q)
+    r.flags |= dns.flags.AA
+    name = q.question[0].name.to_text().rstrip(".").lower()
+    if name not in zone:
+        r.set_rcode(dns.rcode.NXDOMAIN)
+    elif q.question[0].rdtype == 1:  # A
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A", zone[name]))
+    return bytes(r.to_wire())
+
+
+def dns_servers(addr: str, zone: dict[str, str]) -> list[socketserver.BaseServer]:
+    class Udp(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            data, sock = self.request
+            sock.sendto(answer(zone, data), self.client_address)
+
+    class Tcp(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            n = int.from_bytes(self.rfile.read(2), "big")
+            out = answer(zone, self.rfile.read(n))
+            self.wfile.write(len(out).to_bytes(2, "big") + out)
+
+    socketserver.ThreadingUDPServer.allow_reuse_address = True
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    return [
+        socketserver.ThreadingTCPServer((addr, 53), Tcp),
+        socketserver.ThreadingUDPServer((addr, 53), Udp),
+    ]
+
+
+def main() -> None:
+    zone: dict[str, str] = json.loads(sys.argv[1])
+    dns_addr = sys.argv[2]
+    # every socket is bound and listening before "ready"
+    servers: list[socketserver.BaseServer] = dns_servers(dns_addr, zone)
+    for name, addr in zone.items():
+        servers.append(http_server(addr, name))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind((addr, 7))
+        threading.Thread(target=udp_echo, args=(udp,), daemon=True).start()
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("ready", flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
