@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from bench.hostcheck import other_servers
 from bench.hostmem import mem_available, mib, others_anon, process_pss, sandbox_memory, settle, summarize
-from bench.measure import IMAGE, Budget, ms, now
+from bench.measure import IMAGE, NETWORK, Budget, ms, now
 from sandburg import Sandbox, Sandburg
 
 T = TypeVar("T")
@@ -98,7 +98,11 @@ class Density:
 
     def _create(self, client: Sandburg, tier: str) -> Sandbox:
         box = client.create(
-            isolation=tier, image=IMAGE, labels=self.labels, timeout=self.budget.call_timeout(300)
+            isolation=tier,
+            image=IMAGE,
+            labels=self.labels,
+            network=NETWORK,
+            timeout=self.budget.call_timeout(300),
         )
         with self.lock:
             self.live.append(box)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -18,6 +19,12 @@ def _cmdlines() -> dict[int, str]:
         except OSError:
             continue
     return out
+
+
+def bridge_tables() -> list[str]:
+    """The host's nftables tables of the bridge family (every sandburg node has one, for anti-spoofing)."""
+    r = subprocess.run(["nft", "list", "tables", "bridge"], capture_output=True, text=True, check=False)
+    return sorted(line.split()[-1] for line in r.stdout.splitlines() if line.startswith("table bridge "))
 
 
 def other_servers(exclude: set[int]) -> list[str]:

@@ -3,15 +3,24 @@ the global time budget is spent; a tier's phase is abandoned after a few failure
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from bench.stats import METRICS
+from bench.stats import DOWNLOAD_MIB, METRICS
 from sandburg import Sandbox, Sandburg
 
 IMAGE = "debian-12"
 MAX_CONSECUTIVE_FAILURES = 3
+# every sandbox of the bench has networking on, with a realistic allowlist policy: one name of the fake
+# internet (tests/_support/fakenet.py), which the server resolves through it (SANDBURG_DNS_UPSTREAM)
+ALLOWED_HOST = "allowed.test"
+NETWORK: dict[str, Any] = {"allow": [ALLOWED_HOST]}
+DOWNLOAD_BYTES = DOWNLOAD_MIB << 20
+CURL_FORMAT = r"%{http_code} %{size_download} %{time_total}\n"  # curl expands the \n
+CURL_MAX_S = 120
 
 
 def now() -> float:
@@ -49,10 +58,43 @@ class TierResult:
     samples: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in METRICS})
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    download_s: list[float] = field(default_factory=list)  # throughput runs: seconds per DOWNLOAD_BYTES
 
 
 class BenchError(Exception):
     pass
+
+
+def download_url(host: str) -> str:
+    return f"http://{host}/bytes/{DOWNLOAD_BYTES}"
+
+
+def curl_command(url: str) -> str:
+    """The shell command of one timed download: the body to /dev/null, curl's own timing on stdout."""
+    return f"curl -sS --noproxy '*' -m {CURL_MAX_S} -o /dev/null -w '{CURL_FORMAT}' {url}"
+
+
+def parse_download(out: str, expected: int) -> float:
+    """curl's `-w CURL_FORMAT` output -> the download's seconds; a BenchError unless it got `expected` bytes."""
+    parts = out.split()
+    try:
+        code, size, seconds = int(parts[0]), int(parts[1]), float(parts[2].replace(",", "."))
+    except (IndexError, ValueError):
+        raise BenchError(f"unexpected curl output: {out[:200]!r}") from None
+    if code != 200 or size != expected:
+        raise BenchError(f"download got HTTP {code} and {size} bytes, expected 200 and {expected} bytes")
+    if seconds <= 0:
+        raise BenchError(f"curl reported a download time of {seconds} s")
+    return seconds
+
+
+def host_download(url: str) -> float:
+    """One timed download by curl on the host itself (the baseline: no sandbox in the path)."""
+    argv = ["curl", "-sS", "--noproxy", "*", "-m", str(CURL_MAX_S), "-o", "/dev/null", "-w", CURL_FORMAT, url]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=CURL_MAX_S + 10, check=False)
+    if r.returncode != 0:
+        raise BenchError(f"curl on the host exited {r.returncode}: {r.stderr.strip()[:200]!r}")
+    return parse_download(r.stdout, DOWNLOAD_BYTES)
 
 
 @dataclass
@@ -64,7 +106,11 @@ class Bench:
 
     def _create(self, tier: str) -> Sandbox:
         return self.sb.create(
-            isolation=tier, image=IMAGE, labels=self.labels, timeout=self.budget.call_timeout(300)
+            isolation=tier,
+            image=IMAGE,
+            labels=self.labels,
+            network=NETWORK,
+            timeout=self.budget.call_timeout(300),
         )
 
     def _exec_true(self, box: Sandbox) -> float:
@@ -162,6 +208,67 @@ class Bench:
                 box.delete()
             except Exception as exc:
                 res.errors.append(f"exec sandbox delete: {type(exc).__name__}: {exc}")
+
+    def _download(self, box: Sandbox) -> float:
+        cmd = curl_command(download_url(ALLOWED_HOST))
+        r = box.process.exec(cmd, timeout=self.budget.call_timeout(CURL_MAX_S + 10))
+        if r.exit_code != 0:  # the output: curl's -w line, then its error message
+            detail = (r.result.strip().splitlines() or [""])[-1]
+            raise BenchError(f"curl in the sandbox exited {r.exit_code}: {detail[:200]!r}")
+        return parse_download(r.result, DOWNLOAD_BYTES)
+
+    def throughput_phase(self, res: TierResult, warmup: int, runs: int) -> None:
+        """Downloads of DOWNLOAD_BYTES from the fake internet's allowed name, by curl in one sandbox whose
+        policy allows that name: DNS through the node's resolver, then the veth, bridge and nftables path."""
+        tier = res.tier
+        self.log(
+            f"[{tier}] throughput: {warmup} warm-up + {runs} downloads of {DOWNLOAD_MIB} MiB, one sandbox"
+        )
+        if self.budget.expired():
+            res.notes.append("throughput: time budget spent before it started")
+            return
+        try:
+            box = self._create(tier)
+        except Exception as exc:
+            res.errors.append(f"throughput sandbox create: {type(exc).__name__}: {exc}")
+            self.log(f"  ! throughput sandbox create: {type(exc).__name__}: {exc}")
+            return
+        try:
+
+            def warm(_i: int) -> None:
+                self._download(box)
+
+            self._loop(res, "throughput warm-up", warmup, warm)
+
+            def record(_i: int) -> None:
+                res.download_s.append(self._download(box))
+
+            self._loop(res, "throughput", runs, record)
+        finally:
+            try:
+                box.delete()
+            except Exception as exc:
+                res.errors.append(f"throughput sandbox delete: {type(exc).__name__}: {exc}")
+        if res.download_s:
+            rates = ", ".join(f"{DOWNLOAD_BYTES / s / 1e6:.0f}" for s in res.download_s)
+            self.log(f"[{tier}]   MB/s: {rates}")
+
+    def baseline_phase(self, res: TierResult, url: str, warmup: int, runs: int) -> None:
+        """The same downloads by curl on the host, to the fake internet's address: what the path costs
+        without a sandbox (no sandbox netns, bridge or policy; the same HTTP server)."""
+        self.log(
+            f"[host] throughput baseline: {warmup} warm-up + {runs} downloads of {url} by curl on the host"
+        )
+
+        def warm(_i: int) -> None:
+            host_download(url)
+
+        self._loop(res, "baseline warm-up", warmup, warm)
+
+        def record(_i: int) -> None:
+            res.download_s.append(host_download(url))
+
+        self._loop(res, "baseline", runs, record)
 
     def sweep(self) -> list[str]:
         """Delete any sandbox of this run still listed (e.g. after a client-side timeout); their ids."""

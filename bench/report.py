@@ -8,7 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from bench.density import TARGET_MIB, DensityResult
-from bench.stats import METRICS, PERCENTILE_METHOD, Summary, drift, format_table, percentile, summarize
+from bench.measure import DOWNLOAD_BYTES, TierResult
+from bench.stats import (
+    BASELINE_LABEL,
+    METRICS,
+    PERCENTILE_METHOD,
+    THROUGHPUT_LABEL,
+    THROUGHPUT_LEGEND,
+    RateSummary,
+    Summary,
+    drift,
+    format_table,
+    percentile,
+    summarize,
+    summarize_rate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -28,6 +42,47 @@ def summaries(report: dict[str, Any]) -> list[Summary]:
         for tier, res in report["tiers"].items():
             rows.append(summarize(metric, tier, res.samples[metric]))
     return rows
+
+
+def throughput_summaries(report: dict[str, Any]) -> list[RateSummary]:
+    """One row per tier that ran the throughput phase, then the host baseline."""
+    base: TierResult | None = report.get("host_baseline")  # None: no fake internet, the phase did not run
+    rows = [
+        summarize_rate(THROUGHPUT_LABEL, tier, DOWNLOAD_BYTES, res.download_s)
+        for tier, res in report["tiers"].items()
+        if base is not None or res.download_s
+    ]
+    if base is not None:
+        rows.append(summarize_rate(BASELINE_LABEL, base.tier, DOWNLOAD_BYTES, base.download_s))
+    return rows
+
+
+def print_throughput(report: dict[str, Any], rows: list[RateSummary]) -> None:
+    header = ["network", "tier", "n", "p50 MB/s", "p95 MB/s", "max MB/s", "p50 s"]
+    lines = [
+        [
+            r.label,
+            r.tier,
+            str(r.n),
+            _num(r.p50),
+            _num(r.p95),
+            _num(r.max),
+            "-" if r.p50_s is None else f"{r.p50_s:.3f}",
+        ]
+        for r in rows
+    ]
+    print("\n" + format_rows(header, lines, {2, 3, 4, 5, 6}))
+    print(textwrap.fill(THROUGHPUT_LEGEND, 110))
+    base = next((r for r in rows if r.label == BASELINE_LABEL and r.p50), None)
+    for r in rows:
+        if base is not None and r is not base and r.p50 is not None and base.p50 is not None:
+            print(f"[{r.tier}] p50 throughput = {r.p50 / base.p50 * 100:.0f} % of the host baseline's")
+    res: TierResult | None = report.get("host_baseline")
+    if res is not None:
+        for note in res.notes:
+            print(f"note [host baseline]: {note}")
+        if res.errors:
+            print(f"errors [host baseline]: {len(res.errors)}, first: {res.errors[0]}")
 
 
 def _num(value: float | None) -> str:
@@ -156,19 +211,33 @@ def print_latency(report: dict[str, Any], rows: list[Summary]) -> None:
             print(f"errors [{tier}]: {len(res.errors)}, first: {res.errors[0]}")
 
 
-def write_results(report: dict[str, Any], rows: list[Summary]) -> list[Path]:
+def write_results(report: dict[str, Any], rows: list[Summary], net_rows: list[RateSummary]) -> list[Path]:
     out = dict(report)
     out["tiers"] = {
-        tier: {"samples_ms": res.samples, "errors": res.errors, "notes": res.notes}
+        tier: {
+            "samples_ms": res.samples,
+            "download_s": res.download_s,  # throughput runs: seconds per download of download_bytes
+            "errors": res.errors,
+            "notes": res.notes,
+        }
         for tier, res in report["tiers"].items()
     }
+    base: TierResult | None = report.get("host_baseline")
+    out["host_baseline"] = (
+        None if base is None else {"download_s": base.download_s, "errors": base.errors, "notes": base.notes}
+    )
     out["density"] = {tier: res.to_json() for tier, res in report["density"].items()}
     out["summary"] = [r.to_json() for r in rows]
+    out["summary_throughput"] = [r.to_json() for r in net_rows]
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
     paths = [RESULTS / f"{report['started_utc'].replace('-', '').replace(':', '')}.json"]
     # an aborted run, or one that measured nothing, must not replace the last real results
-    measured = any(r.n for r in rows) or any(d.create_ms for d in report["density"].values())
+    measured = (
+        any(r.n for r in rows)
+        or any(r.n for r in net_rows)
+        or any(d.create_ms for d in report["density"].values())
+    )
     if not report.get("aborted") and measured:
         paths.append(RESULTS / "latest.json")
     for path in paths:

@@ -1,13 +1,16 @@
 """sandburg benchmark: create→first exec, create, first exec, delete and exec round trip, per isolation tier;
-then density: N concurrent creates/deletes and the idle memory of N sandboxes (bench/density.py).
+throughput of an HTTP download through an allowed connection; then density: N concurrent creates/deletes and
+the idle memory of N sandboxes (bench/density.py). Every sandbox has networking on, with an allowlist policy.
 
-    .venv/bin/python bench/run.py [--runs 30] [--exec-runs 300] [--tiers container,gvisor] [--quick]
-                                  [--no-density] [--density-count 20] [--idle-seconds 60]
+    .venv/bin/python bench/run.py [--runs 30] [--exec-runs 300] [--net-runs 5] [--tiers container,gvisor]
+                                  [--quick] [--no-density] [--density-count 20] [--idle-seconds 60]
                                   [--budget 900] [--api-url URL --api-key KEY]
 
-Starts its own server (`python -m sandburg.server`) on a throwaway data dir under the test root, and always
-removes it afterwards (sandboxes, mounts, cgroups, files) — unless --api-url points at a running server, in
-which case only the sandboxes this run made are deleted. Timings are taken on the client with the sync SDK.
+Starts its own server (`python -m sandburg.server`) on a throwaway data dir under the test root, and a fake
+internet for it (tests/_support/fakenet.py: its DNS is the server's resolver upstream, its HTTP servers the
+download source), and always removes both afterwards (sandboxes, mounts, cgroups, files, the fake internet's
+netns) — unless --api-url points at a running server, in which case only the sandboxes this run made are
+deleted and the throughput phase is skipped. Timings are taken on the client with the sync SDK.
 Prints the machine and a table; writes bench/results/latest.json and bench/results/<UTC timestamp>.json.
 Exit status: 0 when the run finished (targets met or not; partial if the time budget ran out), 1 on errors,
 an abort (SIGINT/SIGTERM also end in cleanup) or leftovers on the host, 2 on bad arguments.
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
 import os
 import signal
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -31,14 +36,31 @@ if str(ROOT) not in sys.path:
 
 from bench.density import Density, DensityResult, DensityTarget  # noqa: E402
 from bench.hostcheck import (  # noqa: E402
+    bridge_tables,
     leftovers,
     other_servers,
     processes_using,
     remove_empty_cgroups,
 )
 from bench.machine import format_machine, machine_info  # noqa: E402
-from bench.measure import IMAGE, Bench, Budget, TierResult  # noqa: E402
-from bench.report import print_density, print_latency, summaries, write_results  # noqa: E402
+from bench.measure import (  # noqa: E402
+    ALLOWED_HOST,
+    DOWNLOAD_BYTES,
+    IMAGE,
+    NETWORK,
+    Bench,
+    Budget,
+    TierResult,
+    download_url,
+)
+from bench.report import (  # noqa: E402
+    print_density,
+    print_latency,
+    print_throughput,
+    summaries,
+    throughput_summaries,
+    write_results,
+)
 from bench.stats import PERCENTILE_METHOD  # noqa: E402
 from sandburg import Sandburg  # noqa: E402
 
@@ -55,8 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--exec-runs", type=int, help="recorded exec round trips per tier (default 300)")
     ap.add_argument("--warmup", type=int, default=5, help="create warm-up runs, not recorded (default 5)")
     ap.add_argument("--exec-warmup", type=int, default=10, help="exec warm-ups, not recorded (default 10)")
+    ap.add_argument("--net-runs", type=int, help="recorded downloads per tier and on the host (default 5)")
+    ap.add_argument("--net-warmup", type=int, default=1, help="download warm-ups, not recorded (default 1)")
     ap.add_argument("--tiers", default=",".join(TIERS), help="comma-separated (default container,gvisor)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 5 runs / 50 execs per tier")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 5 runs / 50 execs / 3 downloads per tier"
+    )
     ap.add_argument("--density", action=argparse.BooleanOptionalAction, default=True, help="density pass")
     ap.add_argument("--density-count", type=int, help="concurrent sandboxes per tier (default 20, --quick 4)")
     ap.add_argument(
@@ -68,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     args.runs = args.runs if args.runs is not None else (5 if args.quick else 30)
     args.exec_runs = args.exec_runs if args.exec_runs is not None else (50 if args.quick else 300)
+    args.net_runs = args.net_runs if args.net_runs is not None else (3 if args.quick else 5)
     args.density_count = args.density_count if args.density_count is not None else (4 if args.quick else 20)
     args.idle_seconds = args.idle_seconds if args.idle_seconds is not None else (5 if args.quick else 60)
     args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
@@ -76,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--tiers takes a subset of {','.join(TIERS)}, got {bad or 'nothing'}")
     if not 1 <= args.density_count <= 200 or not 0 <= args.idle_seconds <= 3600:
         ap.error("--density-count takes 1..200, --idle-seconds 0..3600")
-    for name in ("runs", "exec_runs", "warmup", "exec_warmup"):
+    for name in ("runs", "exec_runs", "warmup", "exec_warmup", "net_runs", "net_warmup"):
         if getattr(args, name) < 0:
             ap.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.budget <= 0:
@@ -89,18 +116,33 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def run_bench(
-    sb: Sandburg, args: argparse.Namespace, budget: Budget, report: dict[str, Any], target: DensityTarget
+    sb: Sandburg,
+    args: argparse.Namespace,
+    budget: Budget,
+    report: dict[str, Any],
+    target: DensityTarget,
+    allowed_addr: str | None,
 ) -> None:
+    """``allowed_addr``: the fake internet's address of ALLOWED_HOST, None without one (no throughput)."""
     health = sb.health()
     report["server"]["version"] = health.version
     labels = {"sandburg-bench": report["run_id"]}
     bench = Bench(sb, budget, labels, log)
     try:
+        if allowed_addr is not None:  # first, while the host is quiet: nothing of this run is up yet
+            report["host_baseline"] = TierResult("host")
+            bench.baseline_phase(
+                report["host_baseline"], download_url(allowed_addr), args.net_warmup, args.net_runs
+            )
         for tier in args.tiers:
             res = TierResult(tier)
             report["tiers"][tier] = res
             bench.create_phase(res, args.warmup, args.runs)
             bench.exec_phase(res, args.exec_warmup, args.exec_runs)
+            if allowed_addr is not None:
+                bench.throughput_phase(res, args.net_warmup, args.net_runs)
+            else:
+                res.notes.append("throughput: skipped, no fake internet (--api-url)")
         # after every latency phase: a burst of creates and deletes leaves work behind (btrfs cleaner)
         density = Density(target, budget, labels, log)
         for tier in args.tiers if args.density else []:
@@ -116,14 +158,57 @@ def run_bench(
 
 
 def with_own_server(args: argparse.Namespace, budget: Budget, report: dict[str, Any]) -> None:
-    from tests._support.host import destroy, new_data_dir, require_root
-    from tests._support.server import ServerProcess
+    from tests._support import fakenet
+    from tests._support.host import require_root
 
     require_root()
+    net = fakenet.start()
+    try:
+        # its subnet is chosen from the pid: another test run's fake internet on the same subnet breaks both
+        clash = subnet_users(net.subnet)
+        if len(clash) > 1:
+            raise RuntimeError(f"the fake internet's subnet {net.subnet} is on several interfaces: {clash}")
+        report["server"]["fake_internet"] = {
+            "netns": net.netns,
+            "dns": net.dns,
+            ALLOWED_HOST: net.addr(ALLOWED_HOST),
+        }
+        log(f"fake internet up: netns {net.netns}, DNS {net.dns}, {ALLOWED_HOST} = {net.addr(ALLOWED_HOST)}")
+        with_server(args, budget, report, net.dns, net.addr(ALLOWED_HOST))
+    finally:  # after the server and its sandboxes are gone
+        fakenet.stop(net)
+        if os.path.exists(f"/run/netns/{net.netns}"):
+            report["errors"].append(f"cleanup left on the host: the fake internet's netns {net.netns}")
+
+
+def subnet_users(subnet: str) -> list[str]:
+    """The host's interfaces with an IPv4 address in ``subnet``."""
+    out = subprocess.run(
+        ["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    net = ipaddress.ip_network(subnet)
+    return [
+        f"{fields[1]} {fields[3]}"
+        for fields in (line.split() for line in out.splitlines())
+        if len(fields) > 3 and ipaddress.ip_interface(fields[3]).ip in net
+    ]
+
+
+def with_server(
+    args: argparse.Namespace, budget: Budget, report: dict[str, Any], dns: str, allowed_addr: str
+) -> None:
+    from tests._support.host import destroy, net_env, new_data_dir
+    from tests._support.server import ServerProcess
+
     data_dir, cgroup_parent = new_data_dir("bench")
-    srv = ServerProcess(data_dir, cgroup_parent)
+    foreign = [t for t in bridge_tables() if t != net_env(data_dir)["SANDBURG_NET_TABLE"]]
+    if foreign:  # every node's bridge table sees every sandbox port (sv*) on the host, not only its own
+        msg = f"other sandburg nodes' nftables bridge tables on this host (servers, or leftovers): {foreign}"
+        report["warnings"].append(msg + "; they may drop this run's sandbox traffic")
+        log("warning: " + msg)
+    srv = ServerProcess(data_dir, cgroup_parent, {"SANDBURG_DNS_UPSTREAM": dns})
     report["server"].update(mode="own subprocess", data_dir=data_dir, cgroup_parent=cgroup_parent)
-    log(f"starting server on {srv.api_url} (data dir {data_dir}, log {srv.log_path})")
+    log(f"starting server on {srv.api_url} (data dir {data_dir}, log {srv.log_path}, DNS upstream {dns})")
     completed = False
     try:
         srv.start(wait=False)
@@ -138,7 +223,7 @@ def with_own_server(args: argparse.Namespace, budget: Budget, report: dict[str, 
         )
         with Sandburg(api_url=srv.api_url, api_key=srv.api_key, timeout=60) as sb:
             try:
-                run_bench(sb, args, budget, report, target)
+                run_bench(sb, args, budget, report, target, allowed_addr)
             finally:
                 try:
                     listed = [box.id for box in sb.list()]
@@ -170,12 +255,18 @@ def with_own_server(args: argparse.Namespace, budget: Budget, report: dict[str, 
         if problems:
             report["errors"].append(f"cleanup left on the host: {problems}")
         report["server"]["cleaned_up"] = not problems
-        failed = [r.errors for r in (*report["tiers"].values(), *report["density"].values()) if r.errors]
+        failed = [r.errors for r in measured(report) if r.errors]
         if not completed or report["errors"] or failed:
             report["server"]["log_tail"] = srv.tail(60)
             report["server"]["log_path"] = srv.log_path  # kept to explain the failure
         elif os.path.exists(srv.log_path):
             os.remove(srv.log_path)
+
+
+def measured(report: dict[str, Any]) -> list[Any]:
+    """Every result of the run that keeps its own errors: tiers, density passes, the host baseline."""
+    base = [report["host_baseline"]] if report.get("host_baseline") is not None else []
+    return [*report["tiers"].values(), *report["density"].values(), *base]
 
 
 def note_neighbours(report: dict[str, Any], exclude: set[int], when: str) -> None:
@@ -207,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "exec_runs": args.exec_runs,
             "exec_warmup": args.exec_warmup,
+            "network": NETWORK,
+            "net_runs": args.net_runs,
+            "net_warmup": args.net_warmup,
+            "download_bytes": DOWNLOAD_BYTES,
             "density": args.density,
             "density_count": args.density_count,
             "idle_seconds": args.idle_seconds,
@@ -218,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         "server": {},
         "tiers": {},
         "density": {},
+        "host_baseline": None,
         "errors": [],
         "warnings": [],
         "aborted": False,
@@ -233,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 None,
             )
             with Sandburg(api_url=args.api_url, api_key=args.api_key, timeout=60) as sb:
-                run_bench(sb, args, budget, report, target)
+                run_bench(sb, args, budget, report, target, None)
         else:
             with_own_server(args, budget, report)
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
@@ -246,10 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         note_neighbours(report, {os.getpid(), report["server"].get("pid", -1)}, "at end")
     report["elapsed_s"] = round(args.budget - budget.remaining(), 1)
     rows = summaries(report)
+    net_rows = throughput_summaries(report)
     print_latency(report, rows)
+    if net_rows:
+        print_throughput(report, net_rows)
     if report["density"]:
         print_density(report["density"])
-    if any(r.errors for r in (*report["tiers"].values(), *report["density"].values())):
+    if any(r.errors for r in measured(report)):
         status = 1
     print(f"load avg at start {machine['loadavg_at_start']}, at end {report['machine']['loadavg_at_end']}")
     busy = [k for k in report["machine"] if k.startswith("other_sandburg") and report["machine"][k]]
@@ -264,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
     if "log_tail" in report["server"]:
         print("server log (tail):\n" + report["server"]["log_tail"])
-    for path in write_results(report, rows):
+    for path in write_results(report, rows, net_rows):
         print(f"wrote {path.relative_to(ROOT)}")
     return status
 

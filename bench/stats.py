@@ -14,7 +14,7 @@ PERCENTILE_METHOD = "nearest-rank: the p-th percentile is sorted(samples)[ceil(p
 
 # metric key -> the label printed in the table, in table order
 METRICS: dict[str, str] = {
-    "create_to_first_exec": "create→first exec",
+    "create_to_first_exec": "create→first exec (networking on, allowlist policy)",
     "create": "create (until create() returns)",
     "first_exec": "first exec (after create)",
     "delete": "delete",
@@ -86,6 +86,46 @@ def drift(samples: list[float]) -> tuple[float, float] | None:
     if k < 2:
         return None
     return percentile(samples[:k], 50), percentile(samples[-k:], 50)
+
+
+DOWNLOAD_MIB = 64  # the body of one throughput run
+THROUGHPUT_LABEL = f"throughput through an allowed connection (HTTP download, {DOWNLOAD_MIB} MiB)"
+BASELINE_LABEL = "  baseline: the same download by curl on the host, no sandbox"
+THROUGHPUT_LEGEND = (
+    "MB/s = 10^6 bytes of body per second, curl's size_download / time_total (connect and request included);"
+    " p95 = the rate of the p95 download time: 95 % of the runs were at least this fast"
+)
+
+
+@dataclass(frozen=True)
+class RateSummary:
+    """Throughput of downloads of ``nbytes`` each, from their durations in seconds; rates in MB/s."""
+
+    label: str
+    tier: str
+    n: int
+    p50: float | None
+    p95: float | None  # the rate of the p95 (slow end) duration
+    max: float | None
+    p50_s: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize_rate(label: str, tier: str, nbytes: int, seconds: list[float]) -> RateSummary:
+    if not seconds:
+        return RateSummary(label, tier, 0, None, None, None, None)
+    p50_s = percentile(seconds, 50)
+    return RateSummary(
+        label=label,
+        tier=tier,
+        n=len(seconds),
+        p50=nbytes / p50_s / 1e6,
+        p95=nbytes / percentile(seconds, 95) / 1e6,
+        max=nbytes / min(seconds) / 1e6,
+        p50_s=p50_s,
+    )
 
 
 def _ms(value: float | None) -> str:

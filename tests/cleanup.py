@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 from tests._support.host import TEST_ROOT, destroy
 
@@ -22,7 +23,24 @@ def stale_dirs() -> list[str]:
     return out
 
 
+def stale_fake_internets() -> list[str]:
+    """Namespaces of tests/_support/fakenet.py (sbfake-<pid>) whose test run died."""
+    try:
+        names = os.listdir("/run/netns")
+    except FileNotFoundError:
+        return []
+    return [
+        n
+        for n in names
+        if n.startswith("sbfake-") and n[7:].isdigit() and not os.path.exists(f"/proc/{n[7:]}")
+    ]
+
+
 def main() -> None:
+    for ns in stale_fake_internets():
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+        subprocess.run(["ip", "link", "del", f"sbf{ns[7:]}"[:15]], capture_output=True, check=False)
+        print(f"removed stale fake internet {ns}")
     for name in stale_dirs():
         problems = destroy(os.path.join(TEST_ROOT, name), f"sandburg-test/{name}")
         print(f"removed stale test data dir {name}" + (f" (left: {problems})" if problems else ""))

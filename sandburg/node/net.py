@@ -12,8 +12,10 @@ The `input` chain lets sandboxes reach only the node's resolver (gateway:53). do
 Sandbox connections get short closing timeouts in conntrack (`ct timeout`): a closed connection's record, with its
 byte counts, reaches the network log within seconds instead of after TIME_WAIT's two minutes.
 
-Both tiers use the same namespace: runc joins it by path; runsc gets it with `--network=host`, so gVisor's Sentry
-uses this namespace's kernel stack (its own netstack refuses to run here) and the same rules apply to it.
+Per tier: runc makes a new network namespace for the container (owned by its user namespace: sysfs cannot be
+mounted in a user namespace that does not own the network namespace) and `plug(pid=...)` names and wires it right
+after start; for gVisor `plug()` makes the namespace first and runsc runs in it with `--network=host`, so the
+Sentry uses this namespace's kernel stack (its own netstack refuses to run here) and the same rules apply to it.
 """
 
 from __future__ import annotations
@@ -169,12 +171,14 @@ table inet {t} {{
   }}
 }}
 table bridge {t} {{
+  # frames from this node's sandbox ports only (`ifaces`): several nodes (test servers) may share a host
+  set ifaces {{ type ifname; }}
   set ports {{ type ifname . ipv4_addr; }}
   chain prerouting {{
     type filter hook prerouting priority -10; policy accept;
-    iifname "sv*" ether type ip iifname . ip saddr != @ports drop
-    iifname "sv*" ether type arp iifname . arp saddr ip != @ports drop
-    iifname "sv*" ether type != {{ ip, arp }} drop
+    iifname @ifaces ether type ip iifname . ip saddr != @ports drop
+    iifname @ifaces ether type arp iifname . arp saddr ip != @ports drop
+    iifname @ifaces ether type != {{ ip, arp }} drop
   }}
 }}
 """
@@ -257,6 +261,7 @@ table bridge {t} {{
                 f"add set inet {t} {lset} {{ type ipv4_addr; flags timeout; timeout {LEARNED_TIMEOUT}s; }}",
                 f"add element inet {t} sandboxes {{ {ip} : jump {chain} }}",
                 f"add element bridge {t} ports {{ {veth} . {ip} }}",
+                f"add element bridge {t} ifaces {{ {veth} }}",
             ]
         if policy.allow_cidrs:
             lines.append(f"add element inet {t} {cset} {{ {', '.join(policy.allow_cidrs)} }}")
@@ -314,14 +319,20 @@ table bridge {t} {{
                 f"delete element inet {t} sandboxes {{ {ip} }}",
                 f"delete element bridge {t} ports {{ {self.veth(sid)} . {ip} }}",
             ]
-        for stmt in lines + [
+        lines.append(f"delete element bridge {t} ifaces {{ {self.veth(sid)} }}")
+        lines += [
             f"delete chain inet {t} {chain}",
             f"delete set inet {t} {cset}",
             f"delete set inet {t} {dset}",
             f"delete set inet {t} {lset}",
-        ]:
-            # each on its own: after a crash any of them may already be gone
-            subprocess.run(["nft", stmt], capture_output=True, check=False)
+        ]
+        whole = subprocess.run(
+            ["nft", "-f", "-"], input="\n".join(lines).encode(), capture_output=True, check=False
+        )
+        if whole.returncode != 0:
+            for stmt in lines:
+                # each on its own: after a crash any of them may already be gone
+                subprocess.run(["nft", stmt], capture_output=True, check=False)
         self.unplug(sid)
 
     def _ip_of_chain(self, chain: str) -> str | None:

@@ -8,7 +8,6 @@ the second finds nothing and gets 404).
 
 from __future__ import annotations
 
-import builtins
 import logging
 import random
 import threading
@@ -35,7 +34,8 @@ from .errors import ApiError
 from .listing import decode_cursor as _decode_cursor
 from .listing import encode_cursor as _encode_cursor
 from .netservice import NetService
-from .schemas import CreateSandbox, NetworkPolicyIn
+from .sandbox_network import NetworkOps
+from .schemas import CreateSandbox
 
 log = logging.getLogger("sandburg.server")
 
@@ -50,7 +50,7 @@ class Live:
     isolation: str
 
 
-class SandboxService:
+class SandboxService(NetworkOps):
     def __init__(
         self, settings: Settings, sessions: sessionmaker[Session], node: Node, net: NetService | None = None
     ) -> None:
@@ -284,57 +284,6 @@ class SandboxService:
             s.commit()
             return row
 
-    def set_network(self, org_id: str, id_or_name: str, policy: Policy, **daytona: Any) -> Sandbox:
-        """Replace the sandbox's egress policy; a running sandbox gets it at its next new connection."""
-        if self.net is None:
-            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
-        sid = self.get(org_id, id_or_name).id
-        with self._lock(sid):
-            row = self.get(org_id, sid)
-            if row.state in ("creating", "destroying") or not row.ip:
-                raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
-            try:
-                self.net.apply(sid, org_id, row.ip, Policy.from_json(row.network), policy)
-            except NodeError as exc:
-                raise ApiError(
-                    ErrorCode.RUNTIME_ERROR, f"network policy could not be applied: {exc}"
-                ) from exc
-            with self.sessions() as s:
-                r = s.get(Sandbox, sid)
-                assert r is not None
-                r.network = policy.to_json()
-                r.network_block_all = policy.mode == "none"
-                extra = {**(r.extra or {}), **daytona}
-                r.extra = {k: v for k, v in extra.items() if v is not None}
-                r.updated_at = utcnow()
-                s.commit()
-                return r
-
-    def net_policy_from_daytona(self, block_all: bool, cidrs: str | None, domains: str | None) -> Policy:
-        if self.net is None:
-            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
-        return self.net.policy_from_daytona(block_all, cidrs, domains)
-
-    def net_policy_from_body(self, body: NetworkPolicyIn) -> Policy:
-        if self.net is None:
-            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
-        return self.net.policy_from_body(body)
-
-    def network_log(
-        self, sid: str, *, since: int, limit: int, kinds: builtins.list[str]
-    ) -> builtins.list[dict[str, Any]]:
-        if self.net is None:
-            return []
-        self.net.sweep()
-        self.net.events.flush(timeout=2.0)  # what happened before the call is in the answer
-        return self.net.events.query(sid, since_id=since, limit=limit, kinds=kinds or None)
-
-    def preview_target(self, sid: str) -> str | None:
-        """The address of a started sandbox, for the preview proxy."""
-        if sid not in self.live or self.net is None:
-            return None
-        return self.net.ip_of(sid)
-
     # -- restart safety --------------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Bring the host in line with the store after a (re)start; see docs/node-runtime.md."""
@@ -344,7 +293,10 @@ class SandboxService:
             try:
                 if self.net and row.ip and row.state not in ("creating", "destroying"):
                     # the rules survive a server restart; re-applying them keeps them in step with the store
-                    self.net.apply(row.id, row.organization_id, row.ip, None, Policy.from_json(row.network))
+                    policy = Policy.from_json(row.network)
+                    self.net.apply(
+                        row.id, row.organization_id, row.ip, policy, policy
+                    )  # keeps learned addresses
                 self._reconcile_one(row)
             except NodeError as exc:
                 log.error("reconcile %s failed: %s", row.id, exc)
@@ -434,35 +386,41 @@ class SandboxService:
         self, org_id: str, sid: str, name: str, isolation: str, image: str, cpu: int, memory_mib: int, disk_mib: int,
         req: CreateSandbox, extra: dict[str, Any], policy: Policy | None,
     ) -> Sandbox:  # fmt: skip
-        with self.sessions() as s:
-            if s.scalars(
-                select(Sandbox.id).where(Sandbox.organization_id == org_id, Sandbox.name == name)
-            ).first():
-                raise ApiError(ErrorCode.SANDBOX_NAME_CONFLICT, f"a sandbox named {name!r} already exists")
-            used = set(s.scalars(select(Sandbox.uid_slot)))
-            for _ in range(100):
-                slot = random.randint(1, UID_SLOTS)
-                if slot not in used:
-                    break
-            ip = None
-            if self.net and policy:
-                ip = self.net.allocate({i for i in s.scalars(select(Sandbox.ip)) if i})
-            now = utcnow()
-            row = Sandbox(
-                id=sid, organization_id=org_id, name=name, state="creating", isolation=isolation, image=image,
-                cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=dict(req.env), labels=dict(req.labels),
-                user="root", uid_slot=slot, public=bool(req.public),
-                network_block_all=bool(policy and policy.mode == "none"), ip=ip,
-                network=policy.to_json() if policy else {}, extra=extra, created_at=now, updated_at=now,
-            )  # fmt: skip
-            s.add(row)
-            try:
-                s.commit()
-            except IntegrityError as exc:
-                raise ApiError(
-                    ErrorCode.SANDBOX_NAME_CONFLICT, f"a sandbox named {name!r} already exists"
-                ) from exc
-            return row
+        for _attempt in range(5):
+            with self.sessions() as s:
+                if s.scalars(
+                    select(Sandbox.id).where(Sandbox.organization_id == org_id, Sandbox.name == name)
+                ).first():
+                    raise ApiError(
+                        ErrorCode.SANDBOX_NAME_CONFLICT, f"a sandbox named {name!r} already exists"
+                    )
+                used = set(s.scalars(select(Sandbox.uid_slot)))
+                for _ in range(100):
+                    slot = random.randint(1, UID_SLOTS)
+                    if slot not in used:
+                        break
+                ip = None
+                if self.net and policy:
+                    ip = self.net.allocate({i for i in s.scalars(select(Sandbox.ip)) if i})
+                now = utcnow()
+                row = Sandbox(
+                    id=sid, organization_id=org_id, name=name, state="creating", isolation=isolation, image=image,
+                    cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=dict(req.env), labels=dict(req.labels),
+                    user="root", uid_slot=slot, public=bool(req.public),
+                    network_block_all=bool(policy and policy.mode == "none"), ip=ip,
+                    network=policy.to_json() if policy else {}, extra=extra, created_at=now, updated_at=now,
+                )  # fmt: skip
+                s.add(row)
+                try:
+                    s.commit()
+                    return row
+                except IntegrityError as exc:
+                    if "name" in str(exc.orig):
+                        raise ApiError(
+                            ErrorCode.SANDBOX_NAME_CONFLICT, f"a sandbox named {name!r} already exists"
+                        ) from exc
+                    # a concurrent create drew the same uid slot or address: draw again
+        raise ApiError(ErrorCode.INVALID_RESOURCES, "no free uid slot or address found; try again")
 
     def _set_state(self, sid: str, state: str, reason: str | None = None) -> Sandbox:
         with self.sessions() as s:

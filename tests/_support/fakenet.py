@@ -42,6 +42,18 @@ class FakeNet:
     def subnet(self) -> str:
         return f"{self.prefix}.0/24"
 
+    def check(self) -> None:
+        """The fake internet is still up: its servers run and the host still routes to it."""
+        assert self.proc is not None and self.proc.poll() is None, (
+            f"fake internet servers exited: {self.proc}"
+        )
+        assert os.path.exists(f"/run/netns/{self.netns}"), f"namespace {self.netns} is gone"
+        assert os.path.exists(f"/sys/class/net/{self.veth}"), f"veth {self.veth} is gone"
+        r = subprocess.run(
+            ["curl", "-s", "-m", "3", f"http://{self.addr('allowed.test')}/"], capture_output=True
+        )
+        assert r.returncode == 0, f"the host cannot reach the fake internet: curl exit {r.returncode}"
+
 
 def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from sandburg import Sandburg
-from tests._support.host import CACHE_DIR, destroy, new_data_dir, require_root
+from tests._support.host import CACHE_DIR, destroy, net_env, new_data_dir, require_root
 from tests._support.server import free_port
 
 
@@ -21,6 +21,7 @@ def test_daemon_start_twice_status_stop():
     env = dict(
         os.environ, SANDBURG_DATA_DIR=data_dir, SANDBURG_PORT=str(port), SANDBURG_CGROUP_PARENT=cgroup_parent,
         SANDBURG_IMAGES="busybox", SANDBURG_CACHE_DIR=CACHE_DIR, SANDBURG_DEFAULT_IMAGE="busybox",
+        **net_env(data_dir),  # its own bridge and tables, which destroy() removes (never the host's sandburg0)
     )  # fmt: skip
     env.pop("SANDBURG_API_URL", None)
     env.pop("SANDBURG_API_KEY", None)

@@ -9,6 +9,7 @@ expects: NXDOMAIN (getent exit 2), "connection refused" (TCP, the node answers a
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 
 from sandburg import Sandbox
 from tests._support.fakenet import FakeNet
+from tests._support.host import net_for
 from tests._support.server import ServerProcess
 
 TIERS = ["container", "gvisor"]
@@ -80,7 +82,9 @@ def tier(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def netbox(make_box: Callable[..., Sandbox], tier: str) -> Callable[..., Sandbox]:
+def netbox(make_box: Callable[..., Sandbox], tier: str, fake_internet: FakeNet) -> Callable[..., Sandbox]:
+    fake_internet.check()
+
     def make(network: Any) -> Sandbox:
         return make_box(image="debian-12", isolation=tier, network=network)
 
@@ -210,3 +214,39 @@ def test_preview_url_needs_its_token(netbox: Callable[..., Sandbox], server: Ser
     assert denied.status_code == 401 and denied.json()["code"] == "UNAUTHORIZED"
     wrong = httpx.get(preview.url + "/index.html", headers={"x-daytona-preview-token": "x" * 32}, timeout=5)
     assert wrong.status_code == 401
+
+
+def test_rules_survive_a_server_restart(
+    netbox: Callable[..., Sandbox], fake_internet: FakeNet, server: ServerProcess
+) -> None:
+    box = netbox({"allow": ["allowed.test"]})
+    ok, other = fake_internet.addr("allowed.test"), fake_internet.addr("other.test")
+    assert resolve(box, "allowed.test") == (0, ok)
+    netns = f"{net_for(server.data_dir).tag}-{box.id}"
+    server.stop()
+    try:
+        # while the server is down the kernel still enforces the policy: curl from the sandbox's namespace
+        def host_curl(addr: str) -> int:
+            argv = [
+                "ip",
+                "netns",
+                "exec",
+                netns,
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-m",
+                "5",
+                f"http://{addr}/",
+            ]
+            return subprocess.run(argv, capture_output=True, check=False).returncode
+
+        assert host_curl(ok) == 0
+        assert host_curl(other) == 7
+    finally:
+        server.start()
+    assert curl(box, ok) == (0, "hello from allowed.test\n")  # the learned address is still allowed
+    assert probe(box, "tcp", other)["error"] == "ECONNREFUSED"
+    assert curl(box, "allowed.test") == (0, "hello from allowed.test\n")
+    assert resolve(box, "other.test")[0] == 2

@@ -32,7 +32,7 @@ with cleanup(daytona) as made:
     out["timeout"] = catch(lambda: box.process.exec("sleep 20", timeout=1))
     # not yet: typed 501s with Daytona's status mapping (plain DaytonaError, status 501)
     out["archive"] = catch(lambda: box.archive())
-    out["preview"] = catch(lambda: box.get_preview_link(8080))
+    out["preview"] = catch(lambda: box.create_signed_preview_url(8080))
     out["resize"] = catch(lambda: box.resize(__import__("daytona").Resources(cpu=1)))
     out["snapshots"] = catch(lambda: daytona.snapshot.list())
     out["volumes"] = catch(lambda: daytona.volume.list())
