@@ -20,11 +20,13 @@ Sentry uses this namespace's kernel stack (its own netstack refuses to run here)
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import ipaddress
 import json
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 
 from . import priv
@@ -58,6 +60,45 @@ class NetConfig:
 def _nft(script: str, error: str, path: str | None = None) -> None:
     # One atomic transaction: either every rule of the script is in place, or none.
     priv.run(["nft", "-f", "-"], NetworkError, path=path, input=script.encode())
+
+
+SANDBOX_SYSCTLS = (
+    ("net/ipv4/ip_unprivileged_port_start", "0"),
+    ("net/ipv4/ping_group_range", "0 2147483647"),
+    ("net/ipv6/conf/all/disable_ipv6", "1"),
+    ("net/ipv6/conf/default/disable_ipv6", "1"),
+)
+_CLONE_NEWNET = 0x40000000
+
+
+def _sysctls_in(netns_path: str, settings: tuple[tuple[str, str], ...], name: str) -> None:
+    """Write network sysctls of another namespace: a short-lived thread joins it (setns affects only the calling
+    thread) and writes /proc/sys/net, which shows the namespace of the thread that opens it. No subprocess."""
+    errors: list[str] = []
+
+    def run() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                errors.append(f"setns: {os.strerror(ctypes.get_errno())}")
+                return
+        finally:
+            os.close(fd)
+        for key, value in settings:
+            try:
+                with open(f"/proc/sys/{key}", "w") as fh:
+                    fh.write(value)
+            except OSError as exc:
+                errors.append(f"{key}: {exc.strerror}")
+
+    t = threading.Thread(target=run, name="sandburg-netns-sysctl")
+    t.start()
+    t.join()  # the thread ends in the sandbox's namespace: it is never reused
+    if errors:
+        raise NetworkError(
+            "setting the sandbox's network sysctls failed", path=name, detail="; ".join(errors)
+        )
 
 
 def _batch(cmds: list[str], path: str, netns: str | None = None) -> None:
@@ -223,14 +264,7 @@ table bridge {t} {{
         _batch(inside, path=ns, netns=ns)
         # Ping sockets for every uid (root in a sandbox has no CAP_NET_RAW); no IPv6, which nothing routes out.
         # A gvisor sandbox's namespace belongs to the host's user namespace: let it bind low ports as well.
-        priv.run(
-            [
-                "nsenter", f"--net={path}", "sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=0",
-                "net.ipv4.ping_group_range=0 2147483647", "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ],
-            NetworkError, path=ns,
-        )  # fmt: skip
+        _sysctls_in(path, SANDBOX_SYSCTLS, ns)
 
     def unplug(self, sid: str) -> None:
         """Remove the veth and the namespace's name (the sandbox's processes are gone); idempotent."""
@@ -243,26 +277,20 @@ table bridge {t} {{
         """(Re)write the sandbox's chain and sets in one transaction; takes effect on the next new connection."""
         t, tag, veth = self.cfg.table, self.cfg.tag, self.veth(sid)
         chain, cset, dset, lset = self._ids(sid)
-        exists = subprocess.run(["nft", "list", "chain", "inet", t, chain], capture_output=True, check=False)
-        lines = []
-        if exists.returncode == 0:
-            lines += [
-                f"flush chain inet {t} {chain}",
-                f"flush set inet {t} {cset}",
-                f"flush set inet {t} {dset}",
-            ]
-            if not keep_learned:
-                lines.append(f"flush set inet {t} {lset}")
-        else:
-            lines += [
-                f"add chain inet {t} {chain}",
-                f"add set inet {t} {cset} {{ type ipv4_addr; flags interval; auto-merge; }}",
-                f"add set inet {t} {dset} {{ type ipv4_addr; flags interval; auto-merge; }}",
-                f"add set inet {t} {lset} {{ type ipv4_addr; flags timeout; timeout {LEARNED_TIMEOUT}s; }}",
-                f"add element inet {t} sandboxes {{ {ip} : jump {chain} }}",
-                f"add element bridge {t} ports {{ {veth} . {ip} }}",
-                f"add element bridge {t} ifaces {{ {veth} }}",
-            ]
+        # `add` of what exists is a no-op, `flush` empties it: one transaction whether the sandbox is new or not
+        lines = [
+            f"add chain inet {t} {chain}",
+            f"add set inet {t} {cset} {{ type ipv4_addr; flags interval; auto-merge; }}",
+            f"add set inet {t} {dset} {{ type ipv4_addr; flags interval; auto-merge; }}",
+            f"add set inet {t} {lset} {{ type ipv4_addr; flags timeout; timeout {LEARNED_TIMEOUT}s; }}",
+            f"flush chain inet {t} {chain}",
+            f"flush set inet {t} {cset}",
+            f"flush set inet {t} {dset}",
+            *([] if keep_learned else [f"flush set inet {t} {lset}"]),
+            f"add element inet {t} sandboxes {{ {ip} : jump {chain} }}",
+            f"add element bridge {t} ports {{ {veth} . {ip} }}",
+            f"add element bridge {t} ifaces {{ {veth} }}",
+        ]
         if policy.allow_cidrs:
             lines.append(f"add element inet {t} {cset} {{ {', '.join(policy.allow_cidrs)} }}")
         if policy.deny_cidrs:

@@ -159,12 +159,29 @@ class Node:
             crash.point("create.runtime")
         try:
             if self.net and spec.ip and spec.isolation == CONTAINER:
-                self.net.plug(spec.id, spec.ip, pid=pid)
-            self.agent_ready(spec.id)
+                # wire the network while the agent starts: neither waits for the other
+                failed: list[NetworkError] = []
+                plug = threading.Thread(target=self._plug, args=(spec, pid, failed), name="sandburg-plug")
+                plug.start()
+                try:
+                    self.agent_ready(spec.id)
+                finally:
+                    plug.join()
+                if failed:
+                    raise failed[0]
+            else:
+                self.agent_ready(spec.id)
         except (AgentStartError, NetworkError):
             self.stop(spec.id, spec.isolation)
             raise
         return pid
+
+    def _plug(self, spec: SandboxSpec, pid: int, failed: list[NetworkError]) -> None:
+        assert self.net is not None
+        try:
+            self.net.plug(spec.id, spec.ip, pid=pid)
+        except NetworkError as exc:
+            failed.append(exc)
 
     def agent_ready(self, sid: str) -> None:
         _, paths = self.bundle_paths(sid)
