@@ -248,6 +248,9 @@ table bridge {t} {{
             host.append(f"netns attach {ns} {pid}")
         elif not os.path.exists(path):
             host.append(f"netns add {ns}")
+        if os.path.exists(f"/sys/class/net/{veth}") and (pid is not None or not os.path.exists(path)):
+            # a veth of an earlier run, whose namespace the kernel is still destroying
+            _ip("link", "del", veth, ok_missing=True)
         if not os.path.exists(f"/sys/class/net/{veth}"):
             host.append(f"link add {veth} type veth peer name eth0 netns {ns}")
         # isolated: the bridge forwards nothing between sandbox ports (no sandbox-to-sandbox frames at all)
@@ -267,9 +270,8 @@ table bridge {t} {{
         _sysctls_in(path, SANDBOX_SYSCTLS, ns)
 
     def unplug(self, sid: str) -> None:
-        """Remove the veth and the namespace's name (the sandbox's processes are gone); idempotent."""
-        if os.path.exists(f"/sys/class/net/{self.veth(sid)}"):
-            _ip("link", "del", self.veth(sid), ok_missing=True)
+        """Remove the namespace's name (the sandbox's processes are gone); idempotent. The kernel then destroys the
+        namespace, and with it both ends of the veth, in the background: `ip link del` would wait ~20 ms for it."""
         if os.path.exists(self.netns_path(sid)):
             _ip("netns", "del", self.netns_name(sid), ok_missing=True)
 
