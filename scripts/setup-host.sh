@@ -7,7 +7,7 @@ set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in runc btrfs-progs mmdebstrap busybox-static tini python3 python3-venv iproute2 nftables conntrack \
-         util-linux e2fsprogs ca-certificates git make tmux; do
+         util-linux e2fsprogs ca-certificates git make tmux curl; do
   have "$p" || need+=("$p")
 done
 
