@@ -21,8 +21,10 @@ from .._core import parse_size_mib
 from .._errors import ExecTimeoutError, SandburgError
 from .._models import SandboxInfo
 from .._version import __version__
+from ..specfile import SpecError
 from . import git as git_cli
 from . import net as net_cli
+from . import up as up_cli
 from .cp import copy, split_location
 
 __all__ = ["ClientFactory", "build_parser", "format_age", "format_mib", "format_table", "main"]
@@ -226,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     git_cli.add_parser(sub)
     net_cli.add_parsers(sub)
+    up_cli.add_parsers(sub)
 
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
@@ -304,6 +307,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         return git_cli.run(args, sb)
     elif cmd in ("net", "preview"):
         return net_cli.run(args, sb)
+    elif cmd in ("up", "down"):
+        return up_cli.run(args, sb)
     elif cmd == "shell":
         from . import shell
 
@@ -423,6 +428,9 @@ def main(
     except (_Usage, net_cli.UsageError) as exc:
         parser.print_usage(sys.stderr)
         print(f"sandburg: error: {exc}", file=sys.stderr)
+        return 2
+    except SpecError as exc:  # a bad sandburg.yaml (sandburg up / down)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except SandburgError as exc:
         _error(exc)

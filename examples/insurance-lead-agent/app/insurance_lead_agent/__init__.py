@@ -1,0 +1,1 @@
+"""Placeholder package of the insurance-lead-agent example (installed by its setup step)."""

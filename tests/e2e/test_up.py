@@ -1,0 +1,121 @@
+"""`sandburg up` / `sandburg down` on a sandburg.yaml against the real server (examples/minimal, the full one)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sandburg import SandboxNotFoundError, Sandburg
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture
+def cli(server):
+    env = dict(os.environ, SANDBURG_API_URL=server.api_url, SANDBURG_API_KEY=server.api_key)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sandburg.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run
+
+
+def copy_example(tmp_path: Path, example: str) -> tuple[Path, str]:
+    name = f"up-{uuid.uuid4().hex[:10]}"
+    shutil.copytree(EXAMPLES / example, tmp_path / example)
+    spec = tmp_path / example / "sandburg.yaml"
+    text = spec.read_text()
+    spec.write_text(text.replace(f"name: {example}\n", f"name: {name}\n", 1))
+    return spec, name
+
+
+def absent(sb: Sandburg, name: str) -> bool:
+    try:
+        return sb.get(name).state == "destroyed"
+    except SandboxNotFoundError:
+        return True
+
+
+def test_up_down(cli, sb, tmp_path):
+    spec, name = copy_example(tmp_path, "minimal")
+    try:
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        for line in ("==> create", "==> files", "==> setup [1/1]", f"sandburg shell {name}", "port 8000: "):
+            assert line in r.stdout, r.stdout
+        assert "curl -H 'x-daytona-preview-token: " in r.stdout
+        box = sb.get(name)
+        assert box.state == "started" and box.labels["sandburg.io/up"] == "1"
+        assert box.fs.download_file("/workspace/setup.out") == b"hello\n"
+        assert box.process.exec("echo $GREETING").stdout == "hello\n"
+        assert box.process.exec("test -f /workspace/app/hello.py").exit_code == 0
+
+        start = time.monotonic()
+        r = cli("up", "-f", str(spec))
+        elapsed = time.monotonic() - start
+        assert r.returncode == 0 and "up to date" in r.stdout and "==> create" not in r.stdout, r.stdout
+        assert elapsed < 1.0, elapsed
+        assert sb.get(name).id == box.id
+
+        spec.write_text(spec.read_text().replace("GREETING: hello", "GREETING: bonjour"))
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 0 and "spec changed: recreating" in r.stdout, (r.stdout, r.stderr)
+        again = sb.get(name)
+        assert again.id != box.id and again.process.exec("echo $GREETING").stdout == "bonjour\n"
+
+        (spec.parent / "app" / "hello.py").write_text("print('changed')\n")
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 0 and "spec changed" in r.stdout
+        assert sb.get(name).fs.download_file("/workspace/setup.out") == b"changed\n"
+    finally:
+        r = cli("down", "-f", str(spec))
+    assert r.returncode == 0 and "removed" in r.stdout, (r.stdout, r.stderr)
+    assert absent(sb, name)
+    r = cli("down", "-f", str(spec))
+    assert r.returncode == 0 and "nothing to remove" in r.stdout
+
+
+def test_failing_setup_leaves_nothing(cli, sb, tmp_path):
+    spec, name = copy_example(tmp_path, "minimal")
+    spec.write_text(
+        spec.read_text().replace('setup: ["', 'setup: ["echo step-one", "echo boom >&2; exit 7", "')
+    )
+    try:
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 1, (r.stdout, r.stderr)
+        assert "==> setup [2/3]: echo boom" in r.stdout and "step-one" in r.stdout and "boom" in r.stderr
+        assert "setup step [2/3]" in r.stderr and "exit 7" in r.stderr and "Traceback" not in r.stderr
+        assert absent(sb, name)
+    finally:
+        cli("down", "-f", str(spec))
+
+
+def test_full_example_is_refused(cli, sb, tmp_path):
+    spec, name = copy_example(tmp_path, "insurance-lead-agent")
+    try:
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        assert "not supported yet" in r.stderr and "packages" in r.stderr and "Traceback" not in r.stderr
+        assert absent(sb, name)
+    finally:
+        cli("down", "-f", str(spec))
+
+
+def test_bad_spec_exits_2(cli, tmp_path):
+    spec = tmp_path / "sandburg.yaml"
+    spec.write_text("name: x\nports: [0]\n")
+    r = cli("up", "-f", str(spec))
+    assert r.returncode == 2 and f"{spec}:2: ports:" in r.stderr and "Traceback" not in r.stderr
