@@ -81,7 +81,9 @@ def test_exec_stream_signal_and_disconnect(server, box):
         assert conn.recv(timeout=20) == OUT + b"ready\n"
     deadline = time.monotonic() + 10
     while "424242" in box.process.exec("ps -eo args").stdout:
-        assert time.monotonic() < deadline, "the command outlived its client"
+        if time.monotonic() > deadline:  # what is left, to tell which process survived and in which group
+            listing = box.process.exec("ps -eo pid,ppid,pgid,stat,args").stdout
+            raise AssertionError(f"the command outlived its client:\n{listing}")
         time.sleep(0.2)
 
 
