@@ -266,11 +266,34 @@ def terminate_later(pgid: int, is_done: Callable[[], bool], grace: float = TERM_
         kill_group(pgid)  # no thread to wait with: do not leave a process that ignores SIGTERM running
 
 
+_REKILL_DELAYS = (0.02, 0.1, 0.3)  # seconds between the repeated kills of kill_group_surely
+
+
 def kill_group(pgid: int, sig: int = _signal.SIGKILL) -> None:
     try:
         os.killpg(pgid, sig)
     except OSError:
         pass
+
+
+def kill_group_surely(pgid: int) -> None:
+    """SIGKILL the group now, and again a few times shortly after. Under gVisor a child that a member forks at the
+    moment of the kill can escape it (seen: `sleep` forked by a bash killed while starting it survived, alone in
+    its group); a second kill catches it. Stops as soon as the group is gone."""
+    kill_group(pgid)
+
+    def again() -> None:
+        for delay in _REKILL_DELAYS:
+            sleep(delay)
+            try:
+                os.killpg(pgid, _signal.SIGKILL)
+            except OSError:  # ESRCH: nothing left in the group
+                return
+
+    try:
+        _thread.start_new_thread(again, ())
+    except RuntimeError:
+        pass  # no thread to spare (pids limit): the first kill is all there is
 
 
 def op_exec(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object]) -> dict[str, object]:
@@ -401,7 +424,7 @@ def op_exec(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object])
             if deadline is not None and monotonic() >= deadline:
                 timed_out = True
                 deadline = None
-                kill_group(pid)
+                kill_group_surely(pid)
             for fd, _ev in events:
                 if fd == wake_r:
                     exited = True
@@ -428,7 +451,7 @@ def op_exec(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object])
     except BaseException:
         # the client is gone or the stream broke: the command must not outlive its connection
         if not status:
-            kill_group(pid)
+            kill_group_surely(pid)
         raise
     finally:
         for fd in (*streams, wake_r, in_w):

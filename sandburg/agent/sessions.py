@@ -319,10 +319,10 @@ class Session:
         return cmd
 
     def kill(self) -> None:
-        execute.kill_group(self.pid)
+        execute.kill_group_surely(self.pid)
         for cmd in self.commands.values():
             if cmd.pgid:
-                execute.kill_group(cmd.pgid)
+                execute.kill_group_surely(cmd.pgid)
 
 
 def _get(req: dict[str, object]) -> Session:

@@ -152,7 +152,7 @@ def _kill_later(pid: int, status: list[int]) -> None:
     while not status and monotonic() < deadline:
         select.select([], [], [], 0.05)
     if not status:
-        execute.kill_group(pid)
+        execute.kill_group_surely(pid)
 
 
 OPS = {"pty": op_pty}
