@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MODES = ("none", "all", "list")
@@ -146,19 +146,3 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
         elif name == pattern:
             return True
     return False
-
-
-@dataclass
-class PolicyIndex:
-    """Which sandbox a source address belongs to, and its policy (the resolver asks this per query)."""
-
-    by_ip: dict[str, tuple[str, Policy]] = field(default_factory=dict)
-
-    def set(self, ip: str, sandbox_id: str, policy: Policy) -> None:
-        self.by_ip[ip] = (sandbox_id, policy)
-
-    def drop(self, ip: str) -> None:
-        self.by_ip.pop(ip, None)
-
-    def lookup(self, ip: str) -> tuple[str, Policy] | None:
-        return self.by_ip.get(ip)

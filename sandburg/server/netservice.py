@@ -89,7 +89,7 @@ class NetService:
             if req.network is not None:
                 if isinstance(req.network, str):
                     return Policy.from_request(req.network, default)
-                return Policy.build(req.network.mode, req.network.allow, req.network.deny)
+                return self.policy_from_body(req.network)
             daytona = Policy.from_daytona(
                 req.networkBlockAll, req.networkAllowList, req.domainAllowList, default
             )

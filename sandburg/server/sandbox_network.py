@@ -34,17 +34,21 @@ class NetworkOps:
     def _lock(self, sid: str) -> threading.Lock:
         raise NotImplementedError
 
-    def set_network(self, org_id: str, id_or_name: str, policy: Policy, **daytona: Any) -> Sandbox:
-        """Replace the sandbox's egress policy; a running sandbox gets it at its next new connection."""
+    def _net(self) -> NetService:
         if self.net is None:
             raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
+        return self.net
+
+    def set_network(self, org_id: str, id_or_name: str, policy: Policy, **daytona: Any) -> Sandbox:
+        """Replace the sandbox's egress policy; a running sandbox gets it at its next new connection."""
+        net = self._net()
         sid = self.get(org_id, id_or_name).id
         with self._lock(sid):
             row = self.get(org_id, sid)
             if row.state in ("creating", "destroying") or not row.ip:
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
             try:
-                self.net.apply(sid, org_id, row.ip, Policy.from_json(row.network), policy)
+                net.apply(sid, org_id, row.ip, Policy.from_json(row.network), policy)
             except NodeError as exc:
                 raise ApiError(
                     ErrorCode.RUNTIME_ERROR, f"network policy could not be applied: {exc}"
@@ -61,14 +65,10 @@ class NetworkOps:
                 return r
 
     def net_policy_from_daytona(self, block_all: bool, cidrs: str | None, domains: str | None) -> Policy:
-        if self.net is None:
-            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
-        return self.net.policy_from_daytona(block_all, cidrs, domains)
+        return self._net().policy_from_daytona(block_all, cidrs, domains)
 
     def net_policy_from_body(self, body: NetworkPolicyIn) -> Policy:
-        if self.net is None:
-            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "networking is off on this server")
-        return self.net.policy_from_body(body)
+        return self._net().policy_from_body(body)
 
     def network_log(
         self, sid: str, *, since: int, limit: int, kinds: builtins.list[str]
