@@ -177,37 +177,43 @@ class Bench:
             self.log(f"[{tier}]   {len(done)} runs, first {done[0]:.1f} ms, last {done[-1]:.1f} ms")
 
     def exec_phase(self, res: TierResult, warmup: int, runs: int) -> None:
-        tier = res.tier
-        self.log(f"[{tier}] exec round trip: {warmup} warm-up + {runs} recorded, one sandbox")
+        self.log(f"[{res.tier}] exec round trip: {warmup} warm-up + {runs} recorded, one sandbox")
+
+        def record(box: Sandbox) -> None:
+            t0 = now()
+            server_ms = self._exec_true(box)
+            t1 = now()
+            res.samples["exec_rtt"].append(ms(t1 - t0))
+            res.samples["exec_server"].append(round(server_ms, 3))
+
+        self._on_one_sandbox(res, "exec", warmup, runs, self._exec_true, record)
+
+    def _on_one_sandbox(
+        self, res: TierResult, what: str, warmup: int, runs: int, warm: Callable[[Sandbox], object],
+        record: Callable[[Sandbox], None],
+    ) -> None:  # fmt: skip
+        """`warmup` calls of `warm`, then `runs` of `record`, on one sandbox of the tier, deleted afterwards."""
         if self.budget.expired():
-            res.notes.append("exec: time budget spent before it started")
+            res.notes.append(f"{what}: time budget spent before it started")
             return
         try:
-            box = self._create(tier)
+            box = self._create(res.tier)
         except Exception as exc:
-            res.errors.append(f"exec sandbox create: {type(exc).__name__}: {exc}")
-            self.log(f"  ! exec sandbox create: {type(exc).__name__}: {exc}")
+            res.errors.append(f"{what} sandbox create: {type(exc).__name__}: {exc}")
+            self.log(f"  ! {what} sandbox create: {type(exc).__name__}: {exc}")
             return
         try:
 
-            def warm(_i: int) -> None:
-                self._exec_true(box)
+            def warm_step(_i: int) -> None:
+                warm(box)
 
-            self._loop(res, "exec warm-up", warmup, warm)
-
-            def record(_i: int) -> None:
-                t0 = now()
-                server_ms = self._exec_true(box)
-                t1 = now()
-                res.samples["exec_rtt"].append(ms(t1 - t0))
-                res.samples["exec_server"].append(round(server_ms, 3))
-
-            self._loop(res, "exec", runs, record)
+            self._loop(res, f"{what} warm-up", warmup, warm_step)
+            self._loop(res, what, runs, lambda _i: record(box))
         finally:
             try:
                 box.delete()
             except Exception as exc:
-                res.errors.append(f"exec sandbox delete: {type(exc).__name__}: {exc}")
+                res.errors.append(f"{what} sandbox delete: {type(exc).__name__}: {exc}")
 
     def _download(self, box: Sandbox) -> float:
         cmd = curl_command(download_url(ALLOWED_HOST))
@@ -224,31 +230,14 @@ class Bench:
         self.log(
             f"[{tier}] throughput: {warmup} warm-up + {runs} downloads of {DOWNLOAD_MIB} MiB, one sandbox"
         )
-        if self.budget.expired():
-            res.notes.append("throughput: time budget spent before it started")
-            return
-        try:
-            box = self._create(tier)
-        except Exception as exc:
-            res.errors.append(f"throughput sandbox create: {type(exc).__name__}: {exc}")
-            self.log(f"  ! throughput sandbox create: {type(exc).__name__}: {exc}")
-            return
-        try:
-
-            def warm(_i: int) -> None:
-                self._download(box)
-
-            self._loop(res, "throughput warm-up", warmup, warm)
-
-            def record(_i: int) -> None:
-                res.download_s.append(self._download(box))
-
-            self._loop(res, "throughput", runs, record)
-        finally:
-            try:
-                box.delete()
-            except Exception as exc:
-                res.errors.append(f"throughput sandbox delete: {type(exc).__name__}: {exc}")
+        self._on_one_sandbox(
+            res,
+            "throughput",
+            warmup,
+            runs,
+            self._download,
+            lambda box: res.download_s.append(self._download(box)),
+        )
         if res.download_s:
             rates = ", ".join(f"{DOWNLOAD_BYTES / s / 1e6:.0f}" for s in res.download_s)
             self.log(f"[{tier}]   MB/s: {rates}")
