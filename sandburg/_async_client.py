@@ -24,6 +24,7 @@ from ._async_gitclient import AsyncGit
 from ._async_process import AsyncCommand, AsyncExecStream, AsyncLogStream, AsyncProcess, AsyncSession
 from ._config import resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
+from ._images import AsyncImages
 from ._models import (
     FileInfo,
     HealthInfo,
@@ -178,6 +179,11 @@ class AsyncSandburg:
         while (request := pager.next_request()) is not None:
             pager.feed(await self._send(request))
         return [AsyncSandbox(self, info) for info in pager.items]
+
+    @property
+    def images(self) -> AsyncImages:
+        """Images: build, pull, import, list, delete (docs/images.md)."""
+        return AsyncImages(self)
 
     async def health(self) -> HealthInfo:
         """The server's health and version."""

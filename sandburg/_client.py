@@ -22,6 +22,7 @@ from . import _files, _localfs
 from ._config import resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
 from ._gitclient import Git
+from ._images import Images
 from ._models import (
     FileInfo,
     HealthInfo,
@@ -177,6 +178,11 @@ class Sandburg:
         while (request := pager.next_request()) is not None:
             pager.feed(self._send(request))
         return [Sandbox(self, info) for info in pager.items]
+
+    @property
+    def images(self) -> Images:
+        """Images: build, pull, import, list, delete (docs/images.md)."""
+        return Images(self)
 
     def health(self) -> HealthInfo:
         """The server's health and version."""

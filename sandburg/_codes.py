@@ -65,6 +65,13 @@ class ErrorCode(StrEnum):
     GIT_TRANSPORT_FAILED = "GIT_TRANSPORT_FAILED"
     GIT_REMOTE_REJECTED = "GIT_REMOTE_REJECTED"
     GIT_NOT_AVAILABLE = "GIT_NOT_AVAILABLE"
+    # images and builds
+    IMAGE_NAME_CONFLICT = "IMAGE_NAME_CONFLICT"
+    IMAGE_IN_USE = "IMAGE_IN_USE"
+    IMAGE_NOT_READY = "IMAGE_NOT_READY"
+    IMAGE_BUILD_FAILED = "IMAGE_BUILD_FAILED"
+    IMAGE_PULL_FAILED = "IMAGE_PULL_FAILED"
+    UNSAFE_IMAGE = "UNSAFE_IMAGE"
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -112,6 +119,12 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.GIT_TRANSPORT_FAILED: 502,
     ErrorCode.GIT_REMOTE_REJECTED: 422,
     ErrorCode.GIT_NOT_AVAILABLE: 422,
+    ErrorCode.IMAGE_NAME_CONFLICT: 409,
+    ErrorCode.IMAGE_IN_USE: 409,
+    ErrorCode.IMAGE_NOT_READY: 409,
+    ErrorCode.IMAGE_BUILD_FAILED: 422,
+    ErrorCode.IMAGE_PULL_FAILED: 502,
+    ErrorCode.UNSAFE_IMAGE: 422,
 }
 
 # Codes raised by the in-sandbox toolbox: reported with source DAYTONA_DAEMON so Daytona's SDKs map them.

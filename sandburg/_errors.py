@@ -31,22 +31,30 @@ SandburgError
     │   ├── GitBranchExistsError        GIT_BRANCH_EXISTS
     │   ├── GitPushRejectedError        GIT_PUSH_REJECTED
     │   ├── GitDirtyWorktreeError       GIT_DIRTY_WORKTREE
-    │   └── GitMergeConflictError       GIT_MERGE_CONFLICT
+    │   ├── GitMergeConflictError       GIT_MERGE_CONFLICT
+    │   ├── ImageNameConflictError      IMAGE_NAME_CONFLICT
+    │   ├── ImageInUseError             IMAGE_IN_USE
+    │   └── ImageNotReadyError          IMAGE_NOT_READY
     ├── GoneError                       410
     │   └── SessionEndedError           SESSION_ENDED, COMMAND_ALREADY_COMPLETED
     ├── PayloadTooLargeError            413
     ├── UnprocessableError              422
     │   ├── InvalidResourcesError       INVALID_RESOURCES
     │   ├── GitRemoteRejectedError      GIT_REMOTE_REJECTED
-    │   └── GitNotAvailableError        GIT_NOT_AVAILABLE: the sandbox's image has no git
+    │   ├── GitNotAvailableError        GIT_NOT_AVAILABLE: the sandbox's image has no git
+    │   ├── ImageBuildFailedError       IMAGE_BUILD_FAILED: a build step failed
+    │   └── UnsafeImageError            UNSAFE_IMAGE: paths that escape the image root
     ├── RateLimitError                  429
     ├── DiskQuotaExceededError          507 DISK_QUOTA_EXCEEDED  } 5xx, but retrying can't help, so they
     ├── NotSupportedError               501 NOT_IMPLEMENTED      } are deliberately not ServerErrors
     └── ServerError                     5xx
         ├── AgentUnavailableError       AGENT_UNAVAILABLE
         ├── PidsLimitReachedError       503 PIDS_LIMIT_REACHED
-        └── GitTransportError           502 GIT_TRANSPORT_FAILED
+        ├── GitTransportError           502 GIT_TRANSPORT_FAILED
+        └── ImagePullFailedError        502 IMAGE_PULL_FAILED
 ```
+
+Every ``Image*Error`` (and ``UnsafeImageError``) is also an :class:`ImageError`.
 
 Every ``Git*Error`` is also a :class:`GitError`, so ``except GitError`` catches whatever ``sandbox.git`` raises
 because of git itself.
@@ -378,6 +386,35 @@ class GitTransportError(ServerError, GitError):
     """502: git could not talk to the remote (DNS, connection, TLS, the remote hung up, ...)."""
 
 
+class ImageError(APIError):
+    """An image operation failed (the subclasses say which)."""
+
+
+class ImageNameConflictError(ConflictError, ImageError):
+    """409: an image, template or snapshot of this name already exists in the organization."""
+
+
+class ImageInUseError(ConflictError, ImageError):
+    """409: the image is being built, or something still depends on it."""
+
+
+class ImageNotReadyError(ConflictError, ImageError):
+    """409: the image exists but is not active (still building, or its build failed)."""
+
+
+class ImageBuildFailedError(UnprocessableError, ImageError):
+    """422: a build step failed (an unknown package, a failing command); the message names the step, the
+    build log has the output."""
+
+
+class ImagePullFailedError(ServerError, ImageError):
+    """502: the registry did not give the image (missing, unreachable, refused)."""
+
+
+class UnsafeImageError(UnprocessableError, ImageError):
+    """422: an image or tarball holds paths that would escape its root (``../``, writes through symlinks)."""
+
+
 # The tables below come after every class they name.
 CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.BAD_REQUEST: BadRequestError,
@@ -424,6 +461,12 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.GIT_TRANSPORT_FAILED: GitTransportError,
     ErrorCode.GIT_REMOTE_REJECTED: GitRemoteRejectedError,
     ErrorCode.GIT_NOT_AVAILABLE: GitNotAvailableError,
+    ErrorCode.IMAGE_NAME_CONFLICT: ImageNameConflictError,
+    ErrorCode.IMAGE_IN_USE: ImageInUseError,
+    ErrorCode.IMAGE_NOT_READY: ImageNotReadyError,
+    ErrorCode.IMAGE_BUILD_FAILED: ImageBuildFailedError,
+    ErrorCode.IMAGE_PULL_FAILED: ImagePullFailedError,
+    ErrorCode.UNSAFE_IMAGE: UnsafeImageError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 

@@ -7,7 +7,7 @@ set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for p in runc btrfs-progs mmdebstrap busybox-static tini python3 python3-venv iproute2 nftables conntrack \
-         util-linux e2fsprogs ca-certificates git make tmux curl; do
+         util-linux e2fsprogs ca-certificates git make tmux curl skopeo docker-registry; do
   have "$p" || need+=("$p")
 done
 
@@ -51,5 +51,8 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq -o Acquire::Retries=3
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# docker-registry is only the tests' local registry (tests/_support/registry.py starts its own on a free port):
+# its packaged service would hold port 5000 on every host.
+systemctl disable --now docker-registry 2>/dev/null || true
 modprobe btrfs 2>/dev/null || true
 echo "setup-host: ok (runc $(runc --version | head -1 | awk '{print $3}'), runsc $(dpkg-query -W -f='${Version}' runsc))"

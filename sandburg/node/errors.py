@@ -5,7 +5,9 @@ NodeError
 │   ├── SubvolumeError    snapshot / delete of a subvolume
 │   └── QuotaError        qgroup limit of a sandbox root
 ├── ImageError            building or importing an image
-│   └── ImageNotFound     no such image
+│   ├── ImageNotFound     no such image
+│   ├── ImagePullError    skopeo could not copy an OCI image (registry, reference, archive)
+│   └── UnsafeImageError  a layer tried to write outside the rootfs (.., absolute, through a symlink)
 ├── RuntimeLayerError     building the read-only /.sandburg layer
 ├── BundleError           writing the OCI bundle (config.json, run dir)
 ├── IdmapError            user namespace + idmapped mount of a container root
@@ -52,6 +54,14 @@ class ImageError(NodeError):
 
 class ImageNotFound(ImageError):
     step = "image"
+
+
+class ImagePullError(ImageError):
+    step = "image-pull"
+
+
+class UnsafeImageError(ImageError):
+    step = "image-unpack"
 
 
 class RuntimeLayerError(NodeError):

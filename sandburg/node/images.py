@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import priv
 from .errors import ImageError, ImageNotFound
+from .layers import LayerStore
 from .store import Store
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -63,6 +64,7 @@ def _debian_recipe() -> Recipe:
 
 
 RECIPES = {"busybox": _busybox_recipe, "debian-12": _debian_recipe}
+LAYER_REF = "layer:"  # `layer:<key>`: a built or pulled image's root in the layer store (layers.py)
 
 
 class ImageStore:
@@ -71,12 +73,16 @@ class ImageStore:
     def __init__(self, store: Store, cache_dir: str) -> None:
         self.store = store
         self.cache_dir = cache_dir
+        self.layers = LayerStore(store)
 
     def names(self) -> list[str]:
         return sorted(RECIPES)
 
     def path(self, name: str) -> str:
-        """The subvolume of the current recipe of `name`; ImageNotFound when it is not built."""
+        """The subvolume of the current recipe of `name` (or of the layer `layer:<key>`); ImageNotFound when it
+        is not built."""
+        if name.startswith(LAYER_REF):
+            return self.layers.require(name[len(LAYER_REF) :])
         recipe = self._recipe(name)
         p = self.store.path("images", f"{name}@{recipe.key}")
         if not self.store.is_subvolume(p):
@@ -86,6 +92,9 @@ class ImageStore:
     def config(self, name: str) -> ImageConfig:
         self.path(name)
         return ImageConfig()
+
+    def builtin(self, name: str) -> bool:
+        return name in RECIPES
 
     def exists(self, name: str) -> bool:
         try:
@@ -125,7 +134,7 @@ class ImageStore:
                     path=tmp,
                     timeout=600,
                 )
-            _finish_rootfs(tmp)
+            finish_rootfs(tmp)
             self.store.set_readonly(tmp)
             os.rename(tmp, final)  # atomic: an image is either complete or absent
         except BaseException:
@@ -217,7 +226,7 @@ def _assemble_busybox(root: str) -> None:
         fh.write("root:x:0:\nnogroup:x:65534:\n")
 
 
-def _finish_rootfs(root: str) -> None:
+def finish_rootfs(root: str) -> None:
     """Things every sandbox root needs whatever the image: the workspace and mount points."""
     for d in ("workspace", "proc", "sys", "dev", "tmp", ".sandburg"):
         os.makedirs(os.path.join(root, d), exist_ok=True)

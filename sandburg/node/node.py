@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from . import cgroups, crash, idmap, priv, reaper, rootfs, runtime_layer
 from .agent_client import AgentClient, AgentUnavailable, wait_ready
 from .errors import AgentStartError, BundleError, MountError, NetworkError, NodeError, RuntimeError_
-from .images import ImageStore
+from .images import ImageConfig, ImageStore
 from .net import NetConfig, Network
 from .oci import OciRuntime, pid_alive, runc, runsc, wait_pid_exit
 from .spec import CONTAINER, GVISOR, BundlePaths, SandboxSpec, build_config
@@ -79,6 +79,7 @@ class Node:
         os.makedirs(self.bundles_dir, mode=0o711, exist_ok=True)
         self.store.ensure()
         self.images.remove_partial()
+        self.images.layers.remove_partial()
         self.layer = runtime_layer.ensure(os.path.join(self.cfg.data_dir, "runtime"))
         if self.net:
             self.net.ensure()
@@ -298,7 +299,7 @@ class Node:
             os.makedirs(os.path.join(bundle, "rootfs"), mode=0o700, exist_ok=True)
             nofile = min(1048576, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
             config = build_config(
-                spec, paths, self.cgroup_path(spec.id), self.images.config(spec.image).env, nofile
+                spec, paths, self.cgroup_path(spec.id), ImageConfig().env, nofile
             )
             tmp = os.path.join(bundle, "config.json.tmp")
             with open(tmp, "w") as fh:

@@ -69,7 +69,7 @@ class Store:
             # detaches it again on umount.
             priv.run(["mount", "-o", "loop,noatime", self.image_file, self.root], StoreError, path=self.root)
         self._ensure_simple_quotas()
-        for sub in ("images", "sandboxes", "run", "tmp"):
+        for sub in ("images", "layers", "sandboxes", "run", "tmp"):
             os.makedirs(os.path.join(self.root, sub), exist_ok=True)
 
     def quota_mode(self) -> str | None:
@@ -178,6 +178,19 @@ class Store:
             fcntl.ioctl(fd, _IOC_SUBVOL_SETFLAGS, struct.pack("=Q", flags | _SUBVOL_RDONLY))
         except OSError as exc:
             raise SubvolumeError("set read-only failed", path=path, detail=exc.strerror) from exc
+        finally:
+            os.close(fd)
+
+    def set_writable(self, path: str) -> None:
+        """Clear the read-only flag (before deleting a layer: deleting a read-only subvolume is refused)."""
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            buf = bytearray(8)
+            fcntl.ioctl(fd, _IOC_SUBVOL_GETFLAGS, buf)
+            (flags,) = struct.unpack("=Q", buf)
+            fcntl.ioctl(fd, _IOC_SUBVOL_SETFLAGS, struct.pack("=Q", flags & ~_SUBVOL_RDONLY))
+        except OSError as exc:
+            raise SubvolumeError("clear read-only failed", path=path, detail=exc.strerror) from exc
         finally:
             os.close(fd)
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from .._version import __version__
 from ..node import crash
@@ -14,9 +17,13 @@ from ..node.net import NetConfig
 from ..node.node import Node, NodeConfig
 from . import errors, preview, testhooks, unsupported
 from .auth import KeyCache, bootstrap
+from .builder import BUILD_LABEL, Builder
+from .buildplan import Mirrors
 from .config import Settings
-from .db import make_engine, make_sessionmaker
+from .db import Sandbox, make_engine, make_sessionmaker
+from .errors import ApiError
 from .events import EventLog
+from .imageservice import ImageService
 from .migrate import upgrade
 from .netservice import NetService
 from .routers import (
@@ -24,6 +31,7 @@ from .routers import (
     files,
     git,
     health,
+    images,
     network,
     process,
     pty,
@@ -33,12 +41,39 @@ from .routers import (
     toolbox_info,
 )
 from .sandboxes import SandboxService
+from .schemas import CreateSandbox
 
 log = logging.getLogger("sandburg.server")
 
 
 def api_url(settings: Settings) -> str:
     return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/api"
+
+
+def make_images(settings: Settings, sessions: sessionmaker[Session], node: Node, svc: SandboxService) -> ImageService:
+    """The image service and its builder; builds that a restart interrupted are failed and their sandboxes
+    removed."""
+
+    def create(org: str, req: CreateSandbox, ref: str) -> str:
+        return svc.create(org, req, image_ref=ref).id
+
+    def delete(org: str, sid: str) -> None:
+        svc.delete(org, sid)
+
+    mirrors = Mirrors(apt=settings.apt_mirror, pip=settings.pip_index, npm=settings.npm_registry)
+    builder = Builder(
+        node, create, delete, mirrors, os.path.join(settings.data_dir, "context"), settings.build_step_timeout
+    )
+    images = ImageService(sessions, node, builder, settings.data_dir)
+    with sessions() as s:
+        leftovers = [(r.organization_id, r.id) for r in s.scalars(select(Sandbox)) if BUILD_LABEL in (r.labels or {})]
+    for org, sid in leftovers:
+        try:
+            svc.delete(org, sid)
+        except ApiError as exc:
+            log.error("removing build sandbox %s failed: %s", sid, exc)
+    images.recover()
+    return images
 
 
 def create_app(settings: Settings | None = None, *, start_runtime: bool = True) -> FastAPI:
@@ -76,14 +111,18 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         await net.start()  # the resolver is up before any sandbox (re)starts
         svc = SandboxService(settings, sessions, node, net)
         svc.reconcile()
+        image_svc = make_images(settings, sessions, node, svc)
+        svc.images = image_svc
         app.state.keys = KeyCache(sessions)
         app.state.sandboxes = svc
+        app.state.images = image_svc
         app.state.events = events
         app.state.preview_secret = preview.load_or_create_secret(settings.preview_key_path)
         log.info("sandburg %s ready on %s (data dir %s)", __version__, api_url(settings), settings.data_dir)
         try:
             yield
         finally:
+            image_svc.close()
             svc.close()
             await net.close()
             await preview.close_clients()
@@ -105,7 +144,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     # parametrised route there would take (`/sandbox/for-runner`, `/process/session/entrypoint`)
     for r in (
         health.router, sandbox_settings.router, sandbox.router, process.router, coderun.router, toolbox_info.router,
-        sessions.router, pty.router, files.router, git.router, network.router, preview.router,
+        sessions.router, pty.router, files.router, git.router, network.router, preview.router, images.router,
     ):  # fmt: skip
         app.include_router(r, prefix="/api")
     app.include_router(preview.proxy_router)  # /preview/<id>/<port>/...: token-authenticated, no API key

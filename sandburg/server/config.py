@@ -57,6 +57,12 @@ class Settings:
     net_tag: str = "sb"
     dns_upstream: str = ""  # "ip[:port],..."; empty: the host's /etc/resolv.conf
     network_default_allow: tuple[str, ...] = ()  # what a sandbox created without a `network` may reach
+    # image builds (docs/images.md): package sources ("" = the public registries), isolation, per-step timeout
+    apt_mirror: str = ""  # a flat repository URL: `deb [trusted=yes] URL ./`
+    pip_index: str = ""  # a PEP 503 index URL
+    npm_registry: str = ""
+    build_isolation: str = "container"
+    build_step_timeout: int = 1800
     test_mode: bool = False  # allows SANDBURG_CRASH_AT; refused otherwise
     crash_at: str | None = None
 
@@ -108,6 +114,11 @@ class Settings:
             network_default_allow=tuple(
                 e.strip() for e in (env.get("SANDBURG_NETWORK_DEFAULT_ALLOW") or "").split(",") if e.strip()
             ),
+            apt_mirror=env.get("SANDBURG_APT_MIRROR") or "",
+            pip_index=env.get("SANDBURG_PIP_INDEX") or "",
+            npm_registry=env.get("SANDBURG_NPM_REGISTRY") or "",
+            build_isolation=env.get("SANDBURG_BUILD_ISOLATION") or cls.build_isolation,
+            build_step_timeout=_int("SANDBURG_BUILD_STEP_TIMEOUT", cls.build_step_timeout),
             test_mode=env.get("SANDBURG_TEST_MODE") == "1",
             crash_at=env.get("SANDBURG_CRASH_AT") or None,
         )

@@ -78,6 +78,33 @@ class Sandbox(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+class Image(Base):
+    """A named image of an organization: built here (`image`), a Daytona snapshot/template (`template`), or a
+    sandbox's saved state (`state`, the snapshots issue). All share one namespace per organization.
+
+    `layer` is its root in the layer store (node/layers.py); `layers` the chain of layer keys its build went
+    through, kept as the build cache and as what garbage collection must not delete."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_image_org_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))  # image | template | state
+    state: Mapped[str] = mapped_column(String(20))  # pending | building | active | error | inactive
+    error_reason: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    source: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what it was made from
+    layer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    layers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # env, workdir, user, entrypoint, cmd
+    size_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class Event(Base):
     """One record of the event pipeline (events.py): DNS answers, connection attempts, connections with bytes.
 

@@ -13,7 +13,7 @@ import random
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -31,6 +31,7 @@ from . import compat
 from .config import Settings
 from .db import Sandbox, utcnow
 from .errors import ApiError
+from .imageservice import ImageService
 from .listing import decode_cursor as _decode_cursor
 from .listing import encode_cursor as _encode_cursor
 from .netservice import NetService
@@ -58,6 +59,7 @@ class SandboxService(NetworkOps):
         self.sessions = sessions
         self.node = node
         self.net = net
+        self.images: ImageService | None = None  # set by the app: resolves image names (imageservice.py)
         self.live: dict[str, Live] = {}  # started sandboxes, for the toolbox's fast path
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -130,7 +132,8 @@ class SandboxService(NetworkOps):
         )  # fmt: skip
 
     # -- transitions -----------------------------------------------------------------------------------------
-    def create(self, org_id: str, req: CreateSandbox) -> Sandbox:
+    def create(self, org_id: str, req: CreateSandbox, *, image_ref: str | None = None) -> Sandbox:
+        """Create and start a sandbox. `image_ref` (builds only) is a node ref (layer:<key>) used as its root."""
         st = self.settings
         # Daytona's SDKs cannot send `isolation`: the label sandburg.io/isolation chooses the tier for them
         isolation = req.isolation or req.labels.get(ISOLATION_LABEL) or st.default_isolation
@@ -163,7 +166,14 @@ class SandboxService(NetworkOps):
         for k in req.env:
             if not k or "=" in k or "\0" in k or "\0" in req.env[k]:
                 raise ApiError(ErrorCode.VALIDATION_ERROR, f"env: invalid variable name or value {k!r}")
-        if not self.node.images.exists(image):
+        if image_ref is not None:
+            ref, env = image_ref, dict(req.env)
+        elif self.images is not None:
+            ref, cfg = self.images.resolve(org_id, image)
+            env = {**cfg.env, **req.env}  # the image's ENV, under what the caller sets
+        elif self.node.images.exists(image):
+            ref, env = image, dict(req.env)
+        else:
             raise ApiError(
                 ErrorCode.IMAGE_NOT_FOUND,
                 f"image {image!r} not found; available: {', '.join(self.node.images.names())}",
@@ -174,10 +184,10 @@ class SandboxService(NetworkOps):
         extra = compat.stored_extra(req)
         with self._lock(sid):
             row = self._insert(
-                org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, req, extra, policy
+                org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, env, req, extra, policy
             )
             crash.point("create.row")
-            spec = self._spec(row)
+            spec = replace(self._spec(row), image=ref)
             if self.net and row.ip and policy:
                 self.net.register(sid, org_id, row.ip, policy)  # the resolver answers it from its first query
             try:
@@ -384,7 +394,7 @@ class SandboxService(NetworkOps):
 
     def _insert(
         self, org_id: str, sid: str, name: str, isolation: str, image: str, cpu: int, memory_mib: int, disk_mib: int,
-        req: CreateSandbox, extra: dict[str, Any], policy: Policy | None,
+        env: dict[str, str], req: CreateSandbox, extra: dict[str, Any], policy: Policy | None,
     ) -> Sandbox:  # fmt: skip
         for _attempt in range(5):
             with self.sessions() as s:
@@ -405,7 +415,7 @@ class SandboxService(NetworkOps):
                 now = utcnow()
                 row = Sandbox(
                     id=sid, organization_id=org_id, name=name, state="creating", isolation=isolation, image=image,
-                    cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=dict(req.env), labels=dict(req.labels),
+                    cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=env, labels=dict(req.labels),
                     user="root", uid_slot=slot, public=bool(req.public),
                     network_block_all=bool(policy and policy.mode == "none"), ip=ip,
                     network=policy.to_json() if policy else {}, extra=extra, created_at=now, updated_at=now,

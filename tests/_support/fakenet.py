@@ -1,9 +1,12 @@
 """A fake internet for the network tests: a network namespace of the test's own, routed from the host.
 
     host ── veth 198.18.N.1/24 ── [fakenet netns] 198.18.N.2 (DNS), .10 allowed.test, .11 other.test,
-                                                  .12 sub.wild.test, .13 wild.test.evil.test, .14 denied.test
+                                                  .12 sub.wild.test, .13 wild.test.evil.test, .14 denied.test,
+                                                  .15 mirror.test
 
-Every name serves HTTP on port 80 and a UDP echo on port 7, and answers ping. The server's resolver uses the
+Every name serves HTTP on port 80 and a UDP echo on port 7, and answers ping. mirror.test's HTTP server is the
+package mirror that `make mirror` fills (tests/_support/mirror.py): image builds install from it, never from a
+public registry. The server's resolver uses the
 namespace's DNS as its upstream (SANDBURG_DNS_UPSTREAM). Tests that check that something is blocked aim only at
 these addresses (never at one outside the namespace), each paired with the same tool against an allowed one.
 """
@@ -16,8 +19,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from tests._support.mirror import MIRROR_DIR
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-NAMES = ("allowed.test", "other.test", "sub.wild.test", "wild.test.evil.test", "denied.test")
+NAMES = ("allowed.test", "other.test", "sub.wild.test", "wild.test.evil.test", "denied.test", "mirror.test")
 
 
 @dataclass
@@ -75,7 +80,14 @@ def start() -> FakeNet:
         _run(*inside, "ip", "link", "set", "eth0", "up")
         _run(*inside, "ip", "route", "add", "default", "via", f"{net.prefix}.1")
         net.proc = subprocess.Popen(
-            [*inside, sys.executable, os.path.join(HERE, "fakenet_serve.py"), json.dumps(net.zone), net.dns],
+            [
+                *inside,
+                sys.executable,
+                os.path.join(HERE, "fakenet_serve.py"),
+                json.dumps(net.zone),
+                net.dns,
+                MIRROR_DIR,
+            ],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
         )
