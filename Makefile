@@ -12,7 +12,7 @@ DAYTONA_VENV ?= .venv-daytona
 DAYTONA_REQ := tests/e2e/daytona_py/requirements.txt tests/e2e/daytona_py/constraints.txt
 DAYTONA_STAMP := $(DAYTONA_VENV)/.installed-$(shell cat $(DAYTONA_REQ) 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: setup ts-deps daytona-venv up down test lint types unit integration e2e bench openapi clean-test help
+.PHONY: setup ts-deps daytona-venv mirror up down test lint types unit integration e2e bench openapi clean-test help
 
 help:
 	@echo "make up | down | test | bench | openapi | lint | types | clean-test"
@@ -41,6 +41,11 @@ $(DAYTONA_STAMP): $(DAYTONA_REQ)
 
 daytona-venv: $(DAYTONA_STAMP)
 
+# the package mirror the tests' fake internet serves as mirror.test (scripts/fill-mirror.py): fetched once from
+# the public registries, instant when nothing changed
+mirror: setup
+	@$(PY) scripts/fill-mirror.py
+
 up: setup
 	@SANDBURG_DATA_DIR=$(DATA_DIR) $(PY) -m sandburg.node.prepare
 	@SANDBURG_DATA_DIR=$(DATA_DIR) $(VENV)/bin/sandburg server start
@@ -61,10 +66,10 @@ unit: setup
 integration: setup
 	$(PY) -m pytest tests/integration -q
 
-e2e: setup ts-deps daytona-venv
+e2e: setup ts-deps daytona-venv mirror
 	$(PY) -m pytest tests/e2e -q
 
-test: lint types ts-deps daytona-venv
+test: lint types ts-deps daytona-venv mirror
 	$(PY) -m pytest tests -q
 
 bench: setup

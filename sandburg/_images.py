@@ -174,9 +174,9 @@ class Images:
             yield from response.iter_text()
 
     def _wait(self, info: ImageInfo, wait: bool, on_log: Callable[[str], None] | None) -> ImageInfo:
-        if not wait or info.state != "building":
-            return info.raise_if_failed() if wait else info
-        for chunk in self.logs(info.id, follow=True):
+        if not wait:
+            return info
+        for chunk in self.logs(info.id, follow=info.state == "building"):  # a cached build has its log too
             if on_log is not None:
                 on_log(chunk)
         return self.get(info.id).raise_if_failed()
@@ -248,9 +248,11 @@ class AsyncImages:
                 yield chunk
 
     async def _wait(self, info: ImageInfo, wait: bool, on_log: Callable[[str], None] | None) -> ImageInfo:
-        if not wait or info.state != "building":
-            return info.raise_if_failed() if wait else info
-        async for chunk in self.logs(info.id, follow=True):
+        if not wait:
+            return info
+        async for chunk in self.logs(
+            info.id, follow=info.state == "building"
+        ):  # a cached build has its log too
             if on_log is not None:
                 on_log(chunk)
         return (await self.get(info.id)).raise_if_failed()

@@ -7,7 +7,8 @@ own typing (``8000`` is an int, ``true`` a bool) applies and is then checked. No
 
 ``files`` sources are relative to the directory holding the YAML and must stay inside it (no absolute paths,
 no ``..`` or symlink escapes): a spec checked into a repository cannot copy the rest of the machine.
-``packages``, ``volumes`` and ``secrets`` are parsed but kept raw: ``sandburg up`` refuses them for now.
+``packages`` (apt / pip / npm names, each checked against its ecosystem's name syntax, no options) become build
+steps; ``volumes`` and ``secrets`` are parsed but kept raw: ``sandburg up`` refuses them for now.
 
 :meth:`Spec.digest` is what ``up`` compares with the ``sandburg.io/spec`` label to decide whether the running
 sandbox is up to date: a sha256 over the normalized spec (canonical JSON, so key order and formatting do not
@@ -29,17 +30,29 @@ import yaml
 
 from ._sizes import parse_size_mib
 
-__all__ = ["PENDING_FIELDS", "FileCopy", "Spec", "SpecError", "load_spec"]
+__all__ = ["PENDING_FIELDS", "FileCopy", "Packages", "Spec", "SpecError", "load_spec"]
 
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_KEY_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PENDING_FIELDS: Final = {
-    "packages": "the images/builds issue",
     "volumes": "the volumes issue",
     "secrets": "the secrets issue",
 }
 """Fields the parser accepts but ``sandburg up`` refuses for now, with the work item that will add them."""
-_FIELDS: Final = (*"name image isolation resources env files setup ports network".split(), *PENDING_FIELDS)
+_FIELDS: Final = (
+    *"name image isolation resources packages env files setup ports network".split(),
+    *PENDING_FIELDS,
+)
+# what each package manager accepts as one package (a name, optionally a version constraint), and nothing else:
+# an entry can never smuggle an option (`--index-url=...`) or a second command into the build
+PACKAGE_RES: Final = {
+    "apt": re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9]+)?(=[A-Za-z0-9.+:~-]+)?$"),
+    "pip": re.compile(
+        r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._, -]+\])?"
+        r"\s*((===|==|!=|<=|>=|~=|<|>)\s*[A-Za-z0-9.*+!_-]+\s*,?\s*)*$"
+    ),
+    "npm": re.compile(r"^(@[a-z0-9][a-z0-9._-]*/)?[a-z0-9][a-z0-9._-]*(@[A-Za-z0-9.^~<>=*| -]+)?$"),
+}
 
 
 class SpecError(ValueError):
@@ -55,6 +68,15 @@ class FileCopy:
 
 
 @dataclass(frozen=True)
+class Packages:
+    """``packages``: installed in this order, each list one cached build layer (docs/images.md)."""
+
+    apt: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    npm: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated ``sandburg.yaml``. Sizes are whole MiB; None means "the server's default"."""
 
@@ -64,13 +86,14 @@ class Spec:
     cpu: int | None = None
     memory_mib: int | None = None
     disk_mib: int | None = None
+    packages: Packages = field(default_factory=Packages)
     env: dict[str, str] = field(default_factory=dict)
     files: tuple[FileCopy, ...] = ()
     setup: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
     network: str | dict[str, list[str]] | None = None
     pending: dict[str, Any] = field(default_factory=dict)
-    """``packages`` / ``volumes`` / ``secrets`` as written (raw YAML values), when present."""
+    """``volumes`` / ``secrets`` as written (raw YAML values), when present."""
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     """The line of each top-level key, for error messages."""
 
@@ -202,6 +225,8 @@ def _parse(r: _Reader, root: yaml.Node | None, base_dir: str) -> Spec:
             raise r.error(nodes["isolation"], "isolation", f"expected gvisor or container, got {_show(iso)}")
     if "resources" in nodes:
         kw.update(_resources(r, nodes["resources"]))
+    if "packages" in nodes:
+        kw["packages"] = _packages(r, nodes["packages"])
     if "env" in nodes:
         kw["env"] = _env(r, nodes["env"])
     if "files" in nodes:
@@ -232,6 +257,21 @@ def _resources(r: _Reader, node: yaml.Node) -> dict[str, int]:
         else:
             raise r.error(k, "resources", f"unknown key {key!r} (known: cpu, memory, disk)")
     return out
+
+
+def _packages(r: _Reader, node: yaml.Node) -> Packages:
+    out: dict[str, tuple[str, ...]] = {}
+    for key, k, v in r.mapping(node, "packages"):
+        if key not in PACKAGE_RES:
+            raise r.error(k, "packages", f"unknown package manager {key!r} (known: apt, pip, npm)")
+        names = []
+        for i, n in enumerate(r.sequence(v, f"packages.{key}")):
+            name = r.string(n, f"packages.{key}[{i}]")
+            if not PACKAGE_RES[key].match(name):
+                raise r.error(n, f"packages.{key}[{i}]", f"{name!r} is not a {key} package name")
+            names.append(name)
+        out[key] = tuple(names)
+    return Packages(**out)
 
 
 def _env(r: _Reader, node: yaml.Node) -> dict[str, str]:

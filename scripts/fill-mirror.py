@@ -128,10 +128,13 @@ def base_tarball() -> str:
         if not found:
             raise FillError(f"no debian-12 image tarball in {CACHE_DIR}: run `make mirror`") from None
         return found[-1]
+    recipe = RECIPES["debian-12"]()
+    tarball = os.path.join(CACHE_DIR, f"{recipe.name}@{recipe.key}.tar")
+    if os.path.exists(tarball):
+        return tarball
     try:
         # only the build cache of ImageStore is used, never its btrfs store
-        images = ImageStore(cast(Any, None), CACHE_DIR)
-        return images._debian_tarball(RECIPES["debian-12"](), log=True)
+        return ImageStore(cast(Any, None), CACHE_DIR)._debian_tarball(recipe, log=True)
     except NodeError as exc:
         raise FillError(f"building the debian-12 image tarball failed: {exc}") from exc
 
@@ -284,10 +287,13 @@ def fill_npm(out: str) -> None:
         optional_peers = {p for p, m in manifest.get("peerDependenciesMeta", {}).items() if m.get("optional")}
         deps = {d: r for d, r in deps.items() if d not in optional_peers}
         for dep, rng in manifest.get("optionalDependencies", {}).items():
-            if dep not in packuments:
-                packuments[dep] = fetch_json(f"{NPM_REGISTRY}/{urllib.parse.quote(dep, safe='@')}")
-            if fits_platform(packuments[dep]["versions"][pick_version(packuments[dep], rng)]):
-                deps[dep] = rng
+            try:
+                if dep not in packuments:
+                    packuments[dep] = fetch_json(f"{NPM_REGISTRY}/{urllib.parse.quote(dep, safe='@')}")
+                if fits_platform(packuments[dep]["versions"][pick_version(packuments[dep], rng)]):
+                    deps[dep] = rng
+            except FillError as exc:
+                print(f"npm: skipping the optional {dep}@{rng} of {name}, as npm would: {exc}")
         todo.extend(deps.items())
     for name, versions in sorted(chosen.items()):
         write_packument(out, packuments[name], versions)
@@ -322,14 +328,12 @@ def write_packument(out: str, doc: dict[str, Any], versions: set[str]) -> None:
 
 
 def check_dist(path: str, dist: dict[str, Any]) -> None:
-    # the mirror serves what the registry signed off: the same sha512 integrity and sha1 shasum
+    # the mirror serves what the registry published: the same sha512 integrity and sha1 shasum
     with open(path, "rb") as fh:
         data = fh.read()
     integrity = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
-    if dist.get("integrity", integrity) != integrity or dist.get("shasum", "") not in (
-        "",
-        hashlib.sha1(data).hexdigest(),
-    ):
+    shasum = hashlib.sha1(data).hexdigest()
+    if dist.get("integrity", integrity) != integrity or dist.get("shasum", shasum) != shasum:
         raise FillError(f"{dist['tarball']}: the download does not match the registry's integrity")
 
 

@@ -18,21 +18,23 @@ Exit codes: 0 done, 1 a server error or a failed setup step, 2 a bad spec (:clas
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import posixpath
+import stat
 import sys
+import tarfile
 from typing import Any, Final
 
 from .._client import Sandbox, Sandburg
-from .._errors import SandboxNotFoundError, SandburgError
+from .._errors import ImageBuildFailedError, ImageNotFoundError, SandboxNotFoundError
+from .._images import default_name
 from ..specfile import PENDING_FIELDS, Spec, SpecError, load_spec
-from .cp import upload
 
 __all__ = ["SPEC_LABEL", "UP_LABEL", "add_parsers", "run"]
 
 SPEC_LABEL: Final = "sandburg.io/spec"
 UP_LABEL: Final = "sandburg.io/up"
-_PENDING_LABEL: Final = "building"
 
 
 def add_parsers(sub: Any) -> None:
@@ -97,78 +99,118 @@ def _up(sb: Sandburg, spec: Spec, path: str) -> int:
     base_dir = os.path.dirname(os.path.abspath(path))
     digest = spec.digest(base_dir)
     box = _find(sb, spec.name)
+    if box is not None and box.state == "started" and box.labels.get(SPEC_LABEL) == digest:
+        _say(f"{spec.name} is up to date")
+        _access(box, spec)
+        return 0
+    base = _base_image(sb, spec.image or "debian-12")
+    steps = _steps(sb, spec, base_dir)
+    image = f"up/{spec.name}"
+    _say(f"==> build {image} from {base} ({len(steps)} steps; unchanged steps are cached)")
+    try:
+        sb.images.build(image, steps, base=base, allow=_allow(spec), on_log=_show_log)
+    except ImageBuildFailedError as exc:
+        kept = f"; {spec.name} ({box.id}) is left as it was" if box is not None else ""
+        print(f"error: {exc.message}{kept}", file=sys.stderr)
+        return 1
     if box is not None:
-        if box.state == "started" and box.labels.get(SPEC_LABEL) == digest:
-            _say(f"{spec.name} is up to date")
-            _access(box, spec)
-            return 0
         why = "spec changed" if box.labels.get(SPEC_LABEL) != digest else f"sandbox is {box.state}"
-        _say(f"==> {why}: recreating {spec.name} (deleting {box.id})")
+        _say(f"==> {why}: replacing {spec.name} (deleting {box.id})")
         box.delete()
     _say(f"==> create {spec.name}")
     box = sb.create(
         name=spec.name,
-        image=spec.image,
+        image=image,
         isolation=spec.isolation,
         cpu=spec.cpu,
         memory=None if spec.memory_mib is None else f"{spec.memory_mib}MiB",
         disk=None if spec.disk_mib is None else f"{spec.disk_mib}MiB",
         env=spec.env or None,
-        labels={UP_LABEL: "1", SPEC_LABEL: _PENDING_LABEL},
+        labels={UP_LABEL: "1", SPEC_LABEL: digest},
         network=spec.network,
     )
-    try:
-        _copy_files(sb, box, spec, base_dir)
-        failed = _setup(box, spec)
-        if failed is None:
-            box.set_labels({UP_LABEL: "1", SPEC_LABEL: digest})
-    except BaseException:
-        _discard(box)
-        raise
-    if failed is not None:
-        _discard(box)
-        print(f"error: setup step {failed} failed; the sandbox was deleted", file=sys.stderr)
-        return 1
     _say(f"==> ready: {spec.name}")
     _access(box, spec)
     return 0
 
 
-def _discard(box: Sandbox) -> None:
+def _show_log(chunk: str) -> None:
+    sys.stdout.write(chunk)
+    sys.stdout.flush()
+
+
+def _allow(spec: Spec) -> list[str]:
+    """The build may reach what the sandbox may (the server adds the package sources)."""
+    if isinstance(spec.network, dict):
+        return list(spec.network.get("allow", []))
+    return []
+
+
+def _base_image(sb: Sandburg, image: str) -> str:
+    """A name the server knows as is; an OCI reference (`host/repo:tag`) is pulled once, then reused."""
+    if "/" not in image:
+        return image
+    name = default_name(image)
     try:
-        box.delete()
-    except SandburgError as exc:  # report, but keep the original failure as the one that counts
-        print(f"error: could not delete the half-made sandbox {box.id}: {exc}", file=sys.stderr)
+        info = sb.images.get(name)
+        if info.state == "active":
+            return name
+    except ImageNotFoundError:
+        pass
+    host = image.removeprefix("docker://").split("/", 1)[0]
+    insecure = host.split(":")[0] in ("localhost", "127.0.0.1")
+    _say(f"==> pull {image}")
+    sb.images.pull(image, name=name, insecure=insecure, on_log=_show_log)
+    return name
 
 
-def _copy_files(sb: Sandburg, box: Sandbox, spec: Spec, base_dir: str) -> None:
+def _steps(sb: Sandburg, spec: Spec, base_dir: str) -> list[dict[str, Any]]:
+    """The build steps, in the order of docs/images.md: apt, pip, npm, files, setup, env."""
+    steps: list[dict[str, Any]] = []
+    for kind in ("apt", "pip", "npm"):
+        names = getattr(spec.packages, kind)
+        if names:
+            steps.append({"kind": kind, "args": list(names)})
     for copy in spec.files:
-        _say(f"==> files: {copy.source} -> {copy.target}")
         local = os.path.join(base_dir, copy.source)
         if os.path.isdir(local):
-            target = copy.target.rstrip("/") or "/"
-            box.fs.mkdir(target)
-            stats = upload(sb, os.path.join(local, "."), box.id, target)  # SRC/. copies the contents
+            dest, data = copy.target, _tar_dir(local)
         else:
-            parent = copy.target if copy.target.endswith("/") else posixpath.dirname(copy.target)
-            box.fs.mkdir(parent.rstrip("/") or "/")
-            stats = upload(sb, local, box.id, copy.target)
-        _say(f"    {stats.files} files, {stats.bytes} bytes")
+            dest = copy.target if copy.target.endswith("/") else posixpath.dirname(copy.target) or "/"
+            name = os.path.basename(local) if copy.target.endswith("/") else posixpath.basename(copy.target)
+            data = _tar_files([(name, local)])
+        digest = sb.images.upload_context(data)
+        _say(f"==> files: {copy.source} -> {copy.target} ({len(data)} bytes of context)")
+        steps.append({"kind": "files", "args": [dest, digest]})
+    if spec.setup:
+        steps.append({"kind": "run", "args": list(spec.setup)})
+    if spec.env:
+        steps.append({"kind": "env", "args": [f"{k}={v}" for k, v in sorted(spec.env.items())]})
+    return steps
 
 
-def _setup(box: Sandbox, spec: Spec) -> str | None:
-    """Run the setup commands in order; the failing one as ``[i/n] cmd (exit N)``, or None if all passed."""
-    n = len(spec.setup)
-    for i, cmd in enumerate(spec.setup, 1):
-        _say(f"==> setup [{i}/{n}]: {cmd}")
-        result = box.process.exec(cmd)  # no timeout: the server's own limit applies
-        sys.stdout.write(result.stdout)
-        sys.stdout.flush()
-        sys.stderr.write(result.stderr)
-        sys.stderr.flush()
-        if result.exit_code != 0:
-            return f"[{i}/{n}] {cmd!r} (exit {result.exit_code})"
-    return None
+def _tar_dir(root: str) -> bytes:
+    files = []
+    for d, dirs, names in os.walk(root):
+        dirs.sort()
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            if stat.S_ISREG(os.lstat(p).st_mode):  # symlinks are skipped, as `sandburg cp` does
+                files.append((os.path.relpath(p, root).replace(os.sep, "/"), p))
+    return _tar_files(files)
+
+
+def _tar_files(files: list[tuple[str, str]]) -> bytes:
+    """A reproducible tar (sorted, fixed owner and mtime): the same files give the same digest, so a cache hit."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for arc, path in files:
+            info = tarfile.TarInfo(arc)
+            st = os.lstat(path)
+            info.size, info.mode, info.mtime = st.st_size, stat.S_IMODE(st.st_mode), 0
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+    return buf.getvalue()
 
 
 def _access(box: Sandbox, spec: Spec) -> None:

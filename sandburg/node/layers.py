@@ -87,7 +87,9 @@ class LayerStore:
     def remove(self, key: str) -> None:
         p = self.path(key)
         if self.store.is_subvolume(p):
-            self.store.set_writable(p)  # a read-only subvolume cannot be deleted by unprivileged callers' ioctl
+            self.store.set_writable(
+                p
+            )  # a read-only subvolume cannot be deleted by unprivileged callers' ioctl
             self.store.delete_subvolume(p)
 
     def gc(self, keep: set[str]) -> list[str]:

@@ -298,9 +298,7 @@ class Node:
         try:
             os.makedirs(os.path.join(bundle, "rootfs"), mode=0o700, exist_ok=True)
             nofile = min(1048576, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-            config = build_config(
-                spec, paths, self.cgroup_path(spec.id), ImageConfig().env, nofile
-            )
+            config = build_config(spec, paths, self.cgroup_path(spec.id), ImageConfig().env, nofile)
             tmp = os.path.join(bundle, "config.json.tmp")
             with open(tmp, "w") as fh:
                 json.dump(config, fh)

@@ -3,31 +3,32 @@
 Two steps, so that the caller can cache between them (a layout dir may be reused as a blob cache):
 
 1. `pull` / `import_archive`: skopeo copies the image into an OCI layout (`oci-layout`, `index.json`, `blobs/`).
-   skopeo speaks the registry protocol, reads auth files and registries.conf, picks the host's platform from a
-   multi-arch index and checks every digest. It runs as the caller (root on a node) only because the layout
-   lives in the node's data dir; it reads the network or one archive and writes only `layout_dir`. An
-   OCI-layout tarball is first unpacked into a temp dir next to `layout_dir` (regular files named `oci-layout`,
-   `index.json` or `blobs/<alg>/<hex>` only, anything else is ignored), then copied the same way.
-2. `unpack`: the layers are applied in order into `rootfs` with Python's tarfile, streaming. Layers may be
-   uncompressed, gzip, bzip2 or xz; zstd layers are refused (ImageError). Not umoci: layers are untrusted input,
-   and here every write is visible and goes through the checks below.
+   It speaks the registry protocol, reads auth files and registries.conf, picks the host's platform from a
+   multi-arch index and checks every digest; it reads the network or one archive and writes only `layout_dir`
+   (root only because that lives in the node's data dir). An OCI-layout tarball is first unpacked into a temp
+   dir next to `layout_dir` (only regular files named `oci-layout`, `index.json` or `blobs/<alg>/<hex>`), then
+   copied the same way.
+2. `unpack`: the layers are applied in order into `rootfs` with Python's tarfile, streaming: uncompressed, gzip,
+   bzip2 or xz (zstd layers raise ImageError). Not umoci: layers are untrusted, and here every write is ours.
 
-Privileged steps of `unpack`, and why:
+Privileged steps of `unpack`, and why root:
 - chown to the tar's numeric uid/gid (names are ignored): the sandbox sees its root through an idmapped mount,
   so uid 0 on disk must be root inside; only root may give files away.
-- chmod after chown with the tar's mode including setuid/setgid/sticky (chown clears setuid, so order matters).
-- xattrs `user.*` and `security.capability` (file capabilities, e.g. ping); set last because chown drops
-  capabilities. Other namespaces (`trusted.*` could steer overlayfs, `security.selinux` means nothing here) are
-  dropped, and a filesystem that refuses an xattr is not an error.
-- device nodes are never created (the runtime provides /dev) and skipped without a warning; a 0/0 character
-  device is an overlayfs-style whiteout and deletes its name.
+- chmod with the tar's mode, setuid/setgid/sticky included, after chown (which clears setuid).
+- xattrs `user.*` and `security.capability` (file capabilities, e.g. ping), last because chown drops
+  capabilities. Others are dropped (`trusted.*` could steer overlayfs); a filesystem refusing one is no error.
+
+Whiteouts: `.wh.<name>` and a 0/0 character device (overlayfs style) delete `<name>` of the lower layers,
+`.wh..wh..opq` empties its dir of what lower layers put there; neither touches what the same layer wrote.
+Device nodes and fifos are never created (the runtime provides /dev), and skipped without a warning. Mtimes
+are the tar's; a dir a layer only writes into keeps its own, so the tree depends on the layers alone.
 
 Path safety: an entry with an absolute path or a `..` component, a hard link to something outside the rootfs or
 not yet extracted, and any entry whose parent path goes through a symlink raise UnsafeImageError. Parents are
 opened one component at a time from a dir fd of `rootfs` with O_NOFOLLOW, and every create/unlink/chown is made
-relative to such a fd, so no write can follow a symlink, whatever the layer holds: nothing outside `rootfs` is
-ever touched. Symlink targets are stored verbatim (absolute ones resolve inside the sandbox at runtime). On
-error the rootfs is left partly written; the caller deletes it.
+relative to such a fd, so no write follows a symlink whatever the layer holds: nothing outside `rootfs` is ever
+touched. Symlink targets are stored verbatim (absolute ones resolve inside the sandbox at runtime). On error
+the rootfs is left partly written; the caller deletes it.
 """
 
 from __future__ import annotations
@@ -42,17 +43,13 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import Any
 
 from .errors import ImageError, ImagePullError, UnsafeImageError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # the usual Debian PATH
 IMPORT_TIMEOUT = 900.0
 REF_NAME = "org.opencontainers.image.ref.name"
-INDEX_TYPES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MAX_JSON = 4 << 20  # manifests and configs are a few kB; a huge one is a broken or hostile layout
 CHUNK = 1 << 20
@@ -82,9 +79,7 @@ def pull(reference: str, layout_dir: str, *, tls_verify: bool = True, timeout: f
     name = reference.removeprefix("docker://")
     # Only the registry transport: "oci:/path" or "dir:/path" would make skopeo read host files.
     if not name or "://" in name or any(c.isspace() for c in name):
-        raise ImagePullError(
-            f"invalid image reference {reference!r} (expected [registry/]name[:tag|@digest])"
-        )
+        raise ImagePullError(f"invalid image reference {reference!r}: expected [registry/]name[:tag]")
     tag = _layout_tag(name)
     tls = [] if tls_verify else ["--src-tls-verify=false"]
     _skopeo(
@@ -99,16 +94,20 @@ def import_archive(path: str, layout_dir: str) -> str:
     if ":" in path:
         raise ImageError("skopeo cannot read an archive whose path contains ':'", path=path)
     tag = _layout_tag(os.path.basename(path))
-    if _archive_kind(path) == "docker-archive":
-        _skopeo(["copy", f"docker-archive:{path}", _oci_ref(layout_dir, tag)], f"cannot import {path}")
-        return tag
     parent = os.path.dirname(os.path.abspath(layout_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".oci-import-", dir=parent)
     try:
-        _extract_layout(path, tmp)
-        # copied rather than used in place: skopeo checks every blob against its digest on the way
-        _skopeo(["copy", f"oci:{tmp}", _oci_ref(layout_dir, tag)], f"cannot import {path}")
+        has_manifest_json = _extract_layout(path, tmp)
+        if os.path.exists(os.path.join(tmp, "oci-layout")):
+            src = f"oci:{tmp}"  # copied, not used in place: skopeo checks every blob against its digest
+        elif has_manifest_json:
+            src = f"docker-archive:{path}"
+        else:
+            raise ImageError(
+                "neither an OCI layout nor a docker-archive (no oci-layout, no manifest.json)", path=path
+            )
+        _skopeo(["copy", src, _oci_ref(layout_dir, tag)], f"cannot import {path}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return tag
@@ -118,22 +117,29 @@ def unpack(layout_dir: str, tag: str, rootfs: str) -> OciConfig:
     """Apply the layers of image `tag` of the layout, in order, into the existing empty directory `rootfs` (see
     the module docstring for whiteouts, ownership and path safety); return its config."""
     index = _read_json(os.path.join(layout_dir, "index.json"))
-    found = [d for d in _dicts(index.get("manifests")) if _dict(d.get("annotations")).get(REF_NAME) == tag]
-    if not found:
-        raise ImageError(f"no image tagged {tag!r} in the OCI layout", path=layout_dir)
-    if found[-1].get("mediaType") in INDEX_TYPES:
-        raise ImageError(f"{tag!r} is a multi-platform index, not an image", path=layout_dir)
-    digest = str(found[-1].get("digest"))
-    manifest = _read_json(_blob_path(layout_dir, digest), digest)
-    config_digest = str(_dict(manifest.get("config")).get("digest"))
-    config = _read_json(_blob_path(layout_dir, config_digest), config_digest)
-    root_fd = os.open(rootfs, _DIR)
     try:
-        for layer in _dicts(manifest.get("layers")):
-            _apply_layer(layout_dir, layer, root_fd)
+        found = [d for d in index["manifests"] if (d.get("annotations") or {}).get(REF_NAME) == tag]
+        if not found:
+            raise ImageError(f"no image tagged {tag!r} in the OCI layout", path=layout_dir)
+        digest = found[-1]["digest"]
+        manifest = _read_json(_blob_path(layout_dir, digest), blob=True)
+        config = _read_json(_blob_path(layout_dir, manifest["config"]["digest"]), blob=True)
+        cfg = _config(config["config"] or {}, digest)
+        layers = [_blob_path(layout_dir, layer["digest"]) for layer in manifest["layers"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ImageError(
+            "malformed OCI layout", path=layout_dir, detail=f"{type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        root_fd = os.open(rootfs, _DIR)
+    except OSError as exc:
+        raise ImageError("cannot open the rootfs", path=rootfs, detail=exc.strerror) from exc
+    try:
+        for path in layers:
+            _apply_layer(path, root_fd)
     finally:
         os.close(root_fd)
-    return _config(_dict(config.get("config")), digest)
+    return cfg
 
 
 def _config(c: dict[str, Any], digest: str) -> OciConfig:
@@ -153,11 +159,7 @@ def _config(c: dict[str, Any], digest: str) -> OciConfig:
     )
 
 
-def _apply_layer(layout_dir: str, desc: dict[str, Any], root_fd: int) -> None:
-    digest = str(desc.get("digest"))
-    path = _blob_path(layout_dir, digest)
-    if "zstd" in str(desc.get("mediaType", "")):
-        raise ImageError("zstd-compressed layers are not supported", path=path)
+def _apply_layer(path: str, root_fd: int) -> None:
     try:
         fh = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
     except OSError as exc:
@@ -166,35 +168,14 @@ def _apply_layer(layout_dir: str, desc: dict[str, Any], root_fd: int) -> None:
         if fh.read(4) == ZSTD_MAGIC:
             raise ImageError("zstd-compressed layers are not supported", path=path)
         fh.seek(0)
-        src = _Verified(fh, digest)
         layer = _Layer(root_fd)
         try:
-            with tarfile.open(fileobj=cast(IO[bytes], src), mode="r|*") as tar:
+            with tarfile.open(fileobj=fh, mode="r|*") as tar:  # skopeo checked the blob's digest
                 for member in tar:
                     layer.apply(tar, member)
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise ImageError("cannot read layer", path=path, detail=str(exc)) from exc
-        src.check(path)
         layer.finish()
-
-
-class _Verified:
-    """Reads a blob, hashing it; `check` reads the rest and compares with the digest it is stored under."""
-
-    def __init__(self, fh: IO[bytes], digest: str) -> None:
-        alg, self.want = digest.split(":", 1)
-        self.fh, self.hash = fh, hashlib.new(alg)
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.fh.read(n)
-        self.hash.update(data)
-        return data
-
-    def check(self, path: str) -> None:
-        while self.read(CHUNK):
-            pass
-        if self.hash.hexdigest() != self.want:
-            raise ImageError("blob does not match its digest", path=path)
 
 
 class _Layer:
@@ -203,7 +184,10 @@ class _Layer:
     def __init__(self, root_fd: int) -> None:
         self.root = root_fd
         self.made: set[str] = set()  # written by this layer: its own whiteouts and opaque markers spare them
-        self.dirs: list[tuple[list[str], float]] = []  # mtimes set last, once their children are written
+        # dir mtimes are set last, once the children are written: the layer's dirs get theirs, the dirs it
+        # only writes into get back their previous one
+        self.dirs: list[tuple[list[str], int]] = []
+        self.before: dict[str, int] = {}
 
     def apply(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
         parts = _parts(m.name)
@@ -216,14 +200,15 @@ class _Layer:
                 self._whiteout(parents, name[4:], m.name)
             elif m.ischr() and m.devmajor == 0 and m.devminor == 0:
                 self._whiteout(parents, name, m.name)  # overlayfs-style whiteout
-            elif m.ischr() or m.isblk():
-                return  # never created: the runtime provides /dev
+            elif m.isdev():
+                return  # device nodes and fifos are never created: the runtime provides /dev
             else:
                 link = self._link_source(m) if m.islnk() else None
                 try:
                     dfd = self._walk(parents, create=True)
                     assert dfd is not None  # create=True: made when missing
                     try:
+                        self.before.setdefault("/".join(parents), os.fstat(dfd).st_mtime_ns)
                         self.made.add(rel)
                         self._write(tar, m, dfd, name, link)
                     finally:
@@ -232,21 +217,22 @@ class _Layer:
                     if link:
                         os.close(link[0])
                 if m.isdir():
-                    self.dirs.append((parts, m.mtime))
+                    self.dirs.append((parts, _ns(m.mtime)))
         except OSError as exc:
             raise ImageError("cannot write layer entry", path=rel, detail=exc.strerror or str(exc)) from exc
-        except ValueError as exc:  # an embedded NUL byte
-            raise UnsafeImageError("invalid layer entry name", path=repr(m.name)) from exc
+        except (ValueError, OverflowError) as exc:  # a NUL byte in a name, an id or time out of range
+            raise ImageError("invalid layer entry", path=repr(m.name), detail=str(exc)) from exc
 
     def finish(self) -> None:
-        for parts, mtime in reversed(self.dirs):
+        before = [([p for p in path.split("/") if p], ns) for path, ns in self.before.items()]
+        for parts, mtime in [*before, *self.dirs]:
             try:
                 dfd = self._walk(parts, create=False)
             except (UnsafeImageError, OSError):
                 continue  # replaced later in the layer by a link or a file: nothing to date
             if dfd is not None:
                 try:
-                    os.utime(dfd, ns=(_ns(mtime), _ns(mtime)))
+                    os.utime(dfd, ns=(mtime, mtime))
                 finally:
                     os.close(dfd)
 
@@ -265,7 +251,7 @@ class _Layer:
             finally:
                 os.close(fd)
             return
-        _remove(dfd, name)  # a file, link or fifo replaces whatever a lower layer had there
+        _remove(dfd, name)  # a file or link replaces whatever a lower layer had there
         if m.isreg():
             fd = os.open(
                 name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd
@@ -285,14 +271,6 @@ class _Layer:
             os.utime(name, ns=(t, t), dir_fd=dfd, follow_symlinks=False)
         elif link is not None:
             os.link(link[1], name, src_dir_fd=link[0], dst_dir_fd=dfd, follow_symlinks=False)
-        elif m.isfifo():
-            os.mkfifo(name, 0o600, dir_fd=dfd)
-            os.chown(name, m.uid, m.gid, dir_fd=dfd, follow_symlinks=False)
-            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-            try:  # fchmod refuses O_PATH fds; the /proc link is this very inode
-                os.chmod(f"/proc/self/fd/{fd}", m.mode & 0o7777)
-            finally:
-                os.close(fd)
 
     def _link_source(self, m: tarfile.TarInfo) -> tuple[int, str]:
         """The dir fd and name of a hard link's target, which must already be in the rootfs (and not a dir)."""
@@ -313,6 +291,7 @@ class _Layer:
             return  # nothing below to hide
         prefix = "/".join([*parents, ""])
         try:
+            self.before.setdefault(prefix.rstrip("/"), os.fstat(dfd).st_mtime_ns)
             if name == ".wh..opq":  # opaque dir: hide everything the lower layers put there
                 for child in os.listdir(dfd):
                     if prefix + child not in self.made:
@@ -394,25 +373,15 @@ def _ns(mtime: float) -> int:
     return int(mtime * 1_000_000_000)
 
 
-def _archive_kind(path: str) -> str:
+def _extract_layout(path: str, dest: str) -> bool:
+    """The OCI layout files of the archive into `dest`, as regular files at names checked by _LAYOUT_MEMBER;
+    whether the archive has a manifest.json (a docker-archive)."""
+    manifest_json = False
     try:
         with tarfile.open(path, "r|*") as tar:
             for m in tar:
                 name = "/".join(p for p in m.name.split("/") if p not in ("", "."))
-                if name == "oci-layout":
-                    return "oci"
-                if name == "manifest.json":
-                    return "docker-archive"
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        raise ImageError("not a readable tar archive", path=path, detail=str(exc)) from exc
-    raise ImageError("neither an OCI layout nor a docker-archive (no oci-layout or manifest.json)", path=path)
-
-
-def _extract_layout(path: str, dest: str) -> None:
-    try:
-        with tarfile.open(path, "r|*") as tar:
-            for m in tar:
-                name = "/".join(p for p in m.name.split("/") if p not in ("", "."))
+                manifest_json = manifest_json or name == "manifest.json"
                 src = tar.extractfile(m) if m.isreg() and _LAYOUT_MEMBER.match(name) else None
                 if src is None:
                     continue
@@ -421,7 +390,8 @@ def _extract_layout(path: str, dest: str) -> None:
                 with os.fdopen(os.open(os.path.join(dest, name), flags, 0o644), "wb") as out:
                     shutil.copyfileobj(src, out, CHUNK)
     except (OSError, tarfile.TarError, EOFError) as exc:
-        raise ImageError("cannot read the OCI-layout archive", path=path, detail=str(exc)) from exc
+        raise ImageError("cannot read the archive", path=path, detail=str(exc)) from exc
+    return manifest_json
 
 
 def _skopeo(args: list[str], what: str, timeout: float = IMPORT_TIMEOUT) -> None:
@@ -463,7 +433,8 @@ def _blob_path(layout_dir: str, digest: str) -> str:
     return os.path.join(layout_dir, "blobs", alg, hexd)
 
 
-def _read_json(path: str, digest: str | None = None) -> dict[str, Any]:
+def _read_json(path: str, *, blob: bool = False) -> dict[str, Any]:
+    """A JSON object from the layout; a blob must hash to its name."""
     try:
         with open(path, "rb") as fh:
             data = fh.read(MAX_JSON + 1)
@@ -471,7 +442,8 @@ def _read_json(path: str, digest: str | None = None) -> dict[str, Any]:
         raise ImageError("cannot read the OCI layout", path=path, detail=exc.strerror) from exc
     if len(data) > MAX_JSON:
         raise ImageError("OCI metadata larger than 4 MiB", path=path)
-    if digest and hashlib.new(digest.split(":")[0], data).hexdigest() != digest.split(":")[1]:
+    alg, want = os.path.basename(os.path.dirname(path)), os.path.basename(path)
+    if blob and hashlib.new(alg, data).hexdigest() != want:
         raise ImageError("blob does not match its digest", path=path)
     try:
         value = json.loads(data)
@@ -480,11 +452,3 @@ def _read_json(path: str, digest: str | None = None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ImageError("OCI metadata is not a JSON object", path=path)
     return value
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _dicts(value: object) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []

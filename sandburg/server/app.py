@@ -38,6 +38,7 @@ from .routers import (
     sandbox,
     sandbox_settings,
     sessions,
+    snapshots,
     toolbox_info,
 )
 from .sandboxes import SandboxService
@@ -50,7 +51,9 @@ def api_url(settings: Settings) -> str:
     return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/") + "/api"
 
 
-def make_images(settings: Settings, sessions: sessionmaker[Session], node: Node, svc: SandboxService) -> ImageService:
+def make_images(
+    settings: Settings, sessions: sessionmaker[Session], node: Node, svc: SandboxService
+) -> ImageService:
     """The image service and its builder; builds that a restart interrupted are failed and their sandboxes
     removed."""
 
@@ -66,7 +69,9 @@ def make_images(settings: Settings, sessions: sessionmaker[Session], node: Node,
     )
     images = ImageService(sessions, node, builder, settings.data_dir)
     with sessions() as s:
-        leftovers = [(r.organization_id, r.id) for r in s.scalars(select(Sandbox)) if BUILD_LABEL in (r.labels or {})]
+        leftovers = [
+            (r.organization_id, r.id) for r in s.scalars(select(Sandbox)) if BUILD_LABEL in (r.labels or {})
+        ]
     for org, sid in leftovers:
         try:
             svc.delete(org, sid)
@@ -145,6 +150,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     for r in (
         health.router, sandbox_settings.router, sandbox.router, process.router, coderun.router, toolbox_info.router,
         sessions.router, pty.router, files.router, git.router, network.router, preview.router, images.router,
+        snapshots.router,
     ):  # fmt: skip
         app.include_router(r, prefix="/api")
     app.include_router(preview.proxy_router)  # /preview/<id>/<port>/...: token-authenticated, no API key

@@ -102,7 +102,9 @@ class Builder:
             try:
                 sid = self._create(req.organization_id, create_req, start_ref)
             except ApiError as exc:
-                raise BuildFailed(ErrorCode.IMAGE_BUILD_FAILED, f"the build sandbox did not start: {exc}") from exc
+                raise BuildFailed(
+                    ErrorCode.IMAGE_BUILD_FAILED, f"the build sandbox did not start: {exc}"
+                ) from exc
             try:
                 for i in range(first, len(keys)):
                     step = req.plan.steps[i]
@@ -129,16 +131,23 @@ class Builder:
                     stdin = fh.read(MAX_CONTEXT + 1)
             except FileNotFoundError:
                 raise BuildFailed(
-                    ErrorCode.IMAGE_BUILD_FAILED, f"{step.describe()}: build context {step.args[1]} not uploaded"
+                    ErrorCode.IMAGE_BUILD_FAILED,
+                    f"{step.describe()}: build context {step.args[1]} not uploaded",
                 ) from None
-        for cmd in commands(step, self.mirrors):
+        cmds = commands(step, self.mirrors)
+        for j, cmd in enumerate(cmds, 1):
+            which = ""
+            if step.kind == "run":
+                which = f" [{j}/{len(cmds)}] {cmd!r}"
+                out.write(f"==> [{j}/{len(cmds)}] $ {cmd}\n")
             if cfg.user not in ("", "root", "0"):
                 cmd = f"runuser -u {shlex.quote(cfg.user)} -- /bin/sh -c {shlex.quote(cmd)}"
             code = asyncio.run(self._exec(sid, cmd, cfg, stdin, out))
             if code != 0:
                 raise BuildFailed(
                     ErrorCode.IMAGE_BUILD_FAILED,
-                    f"{step.describe()}: exited with {code} (see the build log)" + _hint(code),
+                    f"step {step.describe() if not which else step.kind}{which}: exit {code} (see the build log)"
+                    + _hint(code),
                 )
 
     async def _exec(self, sid: str, cmd: str, cfg: ImageConfig, stdin: bytes | None, out: IO[str]) -> int:

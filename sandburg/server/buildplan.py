@@ -105,7 +105,8 @@ class Plan:
 def layer_key(parent: str, cfg: ImageConfig, step: Step) -> str:
     """The content key of the layer `step` makes on top of `parent` with `cfg` in force."""
     blob = json.dumps(
-        {"parent": parent, "config": cfg.to_json(), "kind": step.kind, "args": list(step.args)}, sort_keys=True
+        {"parent": parent, "config": cfg.to_json(), "kind": step.kind, "args": list(step.args)},
+        sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -163,9 +164,7 @@ class Mirrors:
 def _apt_opts(m: Mirrors) -> str:
     if not m.apt:
         return ""
-    return (
-        "-o Dir::Etc::SourceList=/tmp/.sandburg-apt/sources.list -o Dir::Etc::SourceParts=/tmp/.sandburg-apt/parts "
-    )
+    return "-o Dir::Etc::SourceList=/tmp/.sandburg-apt/sources.list -o Dir::Etc::SourceParts=/tmp/.sandburg-apt/parts "
 
 
 def _apt_prelude(m: Mirrors) -> str:

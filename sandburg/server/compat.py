@@ -27,22 +27,17 @@ IMAGE_ALIASES = {
     "debian:bookworm": "debian-12",
     "busybox:latest": "busybox",
 }
-_FROM_ONLY = re.compile(r"\A\s*FROM\s+(\S+)\s*\Z", re.IGNORECASE)
+FROM_ONLY = re.compile(r"\A\s*FROM\s+(\S+)\s*\Z", re.IGNORECASE)
 
 
 def image_for(req: CreateSandbox, default: str) -> str:
     """The image a create asks for: `image`, else `snapshot`, else a `buildInfo` that is only `FROM <image>`
-    (what Daytona's SDK sends for `CreateSandboxFromImageParams(image="name")`), else the default."""
+    (what Daytona's SDK sends for `CreateSandboxFromImageParams(image="name")`), else the default. Other
+    Dockerfiles are built first (sandbox_build.py)."""
     if req.buildInfo is not None:
-        m = _FROM_ONLY.match(req.buildInfo.dockerfileContent)
-        if m is None or req.buildInfo.contextHashes:
-            raise ApiError(
-                ErrorCode.NOT_IMPLEMENTED,
-                "building images (a Dockerfile beyond a single FROM line, or build context) is not supported "
-                "yet: it comes with the images and builds issue; use a snapshot/image name instead",
-            )
-        name = m.group(1)
-        return IMAGE_ALIASES.get(name, name)
+        m = FROM_ONLY.match(req.buildInfo.dockerfileContent)
+        if m is not None:
+            return IMAGE_ALIASES.get(m.group(1), m.group(1))
     name = req.image or req.snapshot or default
     return IMAGE_ALIASES.get(name, name)
 

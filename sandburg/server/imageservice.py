@@ -15,8 +15,10 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -35,6 +37,27 @@ from .db import Image, utcnow
 from .errors import ApiError
 
 log = logging.getLogger("sandburg.server")
+
+
+def is_reference(name: str) -> bool:
+    """`host[:port]/repo[:tag]` (or `docker://...`): a registry reference rather than a name of this server."""
+    ref = name.removeprefix("docker://")
+    host, slash, _rest = ref.partition("/")
+    return bool(slash) and ("." in host or ":" in host or host == "localhost")
+
+
+def is_local(reference: str) -> bool:
+    """A registry on this host: plain HTTP is allowed (tests, a local cache)."""
+    host = reference.removeprefix("docker://").split("/", 1)[0].rsplit(":", 1)[0]
+    return host in ("localhost", "127.0.0.1", "[::1]")
+
+
+def default_name(reference: str) -> str:
+    """`registry:5000/team/app:1` → `team/app:1`: how a pulled base is named in the organization."""
+    ref = reference.removeprefix("docker://")
+    return ref.partition("/")[2] if is_reference(ref) else ref
+
+
 KINDS = ("image", "template", "state")
 
 
@@ -112,6 +135,9 @@ class ImageService:
     ) -> Image:  # fmt: skip
         """Start building `plan` as `name` (replacing an image of that name when it succeeds); returns the row.
         Everything cached: the row is active on return."""
+        if self.find(org_id, plan.base) is None and is_reference(plan.base):
+            self.pull_base(org_id, plan.base)  # `FROM registry/repo:tag`: pulled once, then a cached base
+            plan = Plan(default_name(plan.base), plan.steps)
         parent_ref, base_cfg = self.resolve(org_id, plan.base)
         parent, _path = self.parent_key(parent_ref)
         resolved = resolve(plan, parent, base_cfg)
@@ -150,6 +176,53 @@ class ImageService:
         return self.get(org_id, row.id)
 
     # -- pull / import ---------------------------------------------------------------------------------------
+    def pull_base(self, org_id: str, reference: str) -> Image:
+        """Pull `reference` as the image `default_name(reference)` and wait for it (a build's base)."""
+        name = default_name(reference)
+        row = self.find(org_id, name)
+        if row is None or row.state == "error":
+            row = self.pull(org_id, name, reference, tls_verify=not is_local(reference))
+        while row.state == "building":
+            time.sleep(0.2)
+            row = self.get(org_id, row.id)
+        if row.state != "active":
+            code = ErrorCode((row.source or {}).get("errorCode") or ErrorCode.IMAGE_PULL_FAILED.value)
+            raise ApiError(code, f"pulling {reference}: {row.error_reason}")
+        return row
+
+    def template_of(
+        self, org_id: str, name: str, image: str, entrypoint: list[str], resources: dict[str, Any]
+    ) -> Image:
+        """A Daytona snapshot of an existing image (same layer, no copy), or of a registry reference (pulled)."""
+        src = {"imageName": image, "resources": resources}
+        alias = compat.IMAGE_ALIASES.get(image, image)
+        if self.find(org_id, alias) is None and not self.node.images.builtin(alias):
+            if not is_reference(image):
+                raise ApiError(
+                    ErrorCode.IMAGE_NOT_FOUND,
+                    f"image {image!r} not found: name an image of this server ({', '.join(self.builtins())}, or "
+                    "one built or pulled here) or a registry reference (host/repository:tag)",
+                )
+            row = self._claim(org_id, name, "template", {**src, "pull": image})
+            log_path = os.path.join(self.logs_dir, row.id + ".log")
+            with open(log_path, "w", encoding="utf-8") as fh:
+                fh.write(f"pull of {image}\n")
+
+            def fetch(layout: str) -> str:
+                return ociimage.pull(image, layout, tls_verify=not is_local(image))
+
+            self._spawn(row.id, log_path, lambda: self._unpack(row.id, log_path, fetch))
+            return self.get(org_id, row.id)
+        ref, cfg = self.resolve(org_id, alias)
+        if entrypoint:
+            cfg = replace(cfg, entrypoint=tuple(entrypoint))
+        row = self._claim(org_id, name, "template", src)
+        with open(os.path.join(self.logs_dir, row.id + ".log"), "w", encoding="utf-8") as fh:
+            fh.write(f"template of {image}\n")
+        chain = [ref[len(LAYER_REF) :]] if ref.startswith(LAYER_REF) else []
+        self._finish(row.id, ref, chain, cfg)
+        return self.get(org_id, row.id)
+
     def pull(self, org_id: str, name: str, reference: str, *, tls_verify: bool = True) -> Image:
         row = self._claim(org_id, name, "image", {"pull": reference})
         log_path = os.path.join(self.logs_dir, row.id + ".log")
@@ -209,7 +282,9 @@ class ImageService:
     def delete(self, org_id: str, name: str) -> Image:
         row = self.get(org_id, name)
         if row.state == "building":
-            raise ApiError(ErrorCode.IMAGE_IN_USE, f"image {name!r} is being built; delete it when it is done")
+            raise ApiError(
+                ErrorCode.IMAGE_IN_USE, f"image {name!r} is being built; delete it when it is done"
+            )
         with self.sessions() as s:
             r = s.get(Image, row.id)
             if r is not None:
@@ -264,7 +339,8 @@ class ImageService:
                     raise ApiError(ErrorCode.IMAGE_IN_USE, f"image {name!r} is already being built")
                 if row.kind != kind:
                     raise ApiError(
-                        ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken by a {row.kind} of this organization"
+                        ErrorCode.IMAGE_NAME_CONFLICT,
+                        f"the name {name!r} is taken by a {row.kind} of this organization",
                     )
                 row.state, row.error_reason, row.source, row.updated_at = "building", None, source, now
             else:
@@ -276,7 +352,9 @@ class ImageService:
             try:
                 s.commit()
             except IntegrityError as exc:
-                raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"an image named {name!r} already exists") from exc
+                raise ApiError(
+                    ErrorCode.IMAGE_NAME_CONFLICT, f"an image named {name!r} already exists"
+                ) from exc
             return row
 
     def _finish(self, image_id: str, ref: str, chain: list[str], cfg: ImageConfig) -> None:

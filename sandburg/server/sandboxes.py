@@ -35,6 +35,7 @@ from .imageservice import ImageService
 from .listing import decode_cursor as _decode_cursor
 from .listing import encode_cursor as _encode_cursor
 from .netservice import NetService
+from .sandbox_build import BuildOps, build_plan_of, plan_name
 from .sandbox_network import NetworkOps
 from .schemas import CreateSandbox
 
@@ -51,7 +52,7 @@ class Live:
     isolation: str
 
 
-class SandboxService(NetworkOps):
+class SandboxService(NetworkOps, BuildOps):
     def __init__(
         self, settings: Settings, sessions: sessionmaker[Session], node: Node, net: NetService | None = None
     ) -> None:
@@ -141,7 +142,8 @@ class SandboxService(NetworkOps):
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR, f"{ISOLATION_LABEL}: 'gvisor' or 'container', not {isolation!r}"
             )
-        image = compat.image_for(req, st.default_image)
+        plan = build_plan_of(req)  # a Daytona Image (a Dockerfile): built first, in the background
+        image = plan_name(req) if plan is not None else compat.image_for(req, st.default_image)
         cpu = req.cpu if req.cpu is not None else st.default_cpu
         memory_mib = (
             req.memoryMiB
@@ -168,6 +170,8 @@ class SandboxService(NetworkOps):
                 raise ApiError(ErrorCode.VALIDATION_ERROR, f"env: invalid variable name or value {k!r}")
         if image_ref is not None:
             ref, env = image_ref, dict(req.env)
+        elif plan is not None:
+            ref, env = "", dict(req.env)
         elif self.images is not None:
             ref, cfg = self.images.resolve(org_id, image)
             env = {**cfg.env, **req.env}  # the image's ENV, under what the caller sets
@@ -184,26 +188,35 @@ class SandboxService(NetworkOps):
         extra = compat.stored_extra(req)
         with self._lock(sid):
             row = self._insert(
-                org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, env, req, extra, policy
-            )
+                org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, env, req, extra, policy,
+                state="pending_build" if plan is not None else "creating",
+            )  # fmt: skip
+            if plan is not None:
+                self.build_then_boot(row, plan, policy)
+                return row
             crash.point("create.row")
-            spec = replace(self._spec(row), image=ref)
-            if self.net and row.ip and policy:
-                self.net.register(sid, org_id, row.ip, policy)  # the resolver answers it from its first query
-            try:
-                pid = self.node.create(spec)
-                crash.point("create.agent")
-            except ImageNotFound as exc:
-                self._undo_create(row)
-                raise ApiError(ErrorCode.IMAGE_NOT_FOUND, str(exc)) from exc
-            except NodeError as exc:
-                log.error("create %s failed: %s", sid, exc)
-                self._undo_create(row)
-                raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
-            row = self._set_state(sid, "started")
-            self.live[sid] = Live(org_id, isolation)
-            self.monitor.watch(sid, pid)
-            return row
+            return self._boot(row, ref, policy)
+
+    def _boot(self, row: Sandbox, ref: str, policy: Policy | None) -> Sandbox:
+        """The node part of a create (the row is `creating`, its lock held): undone entirely on failure."""
+        sid, org_id = row.id, row.organization_id
+        spec = replace(self._spec(row), image=ref)
+        if self.net and row.ip and policy:
+            self.net.register(sid, org_id, row.ip, policy)  # the resolver answers it from its first query
+        try:
+            pid = self.node.create(spec)
+            crash.point("create.agent")
+        except ImageNotFound as exc:
+            self._undo_create(row)
+            raise ApiError(ErrorCode.IMAGE_NOT_FOUND, str(exc)) from exc
+        except NodeError as exc:
+            log.error("create %s failed: %s", sid, exc)
+            self._undo_create(row)
+            raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
+        row = self._set_state(sid, "started")
+        self.live[sid] = Live(org_id, row.isolation)
+        self.monitor.watch(sid, pid)
+        return row
 
     def start(self, org_id: str, id_or_name: str) -> Sandbox:
         sid = self.get(org_id, id_or_name).id
@@ -324,6 +337,9 @@ class SandboxService(NetworkOps):
             # the size limit lives in the store's quota tree: re-apply it (a store switched to simple quotas,
             # or restored from a backup, has none)
             self.node.store.limit(root, row.disk_mib * 1024 * 1024)
+        if row.state == "pending_build":
+            self._set_state(sid, "build_failed", "the image build was interrupted by a server restart")
+            return
         if row.state in ("creating", "destroying"):
             # creating: nobody was told it exists — roll back; destroying: finish what was asked
             self.node.delete(sid, row.isolation, row.ip)
@@ -394,7 +410,7 @@ class SandboxService(NetworkOps):
 
     def _insert(
         self, org_id: str, sid: str, name: str, isolation: str, image: str, cpu: int, memory_mib: int, disk_mib: int,
-        env: dict[str, str], req: CreateSandbox, extra: dict[str, Any], policy: Policy | None,
+        env: dict[str, str], req: CreateSandbox, extra: dict[str, Any], policy: Policy | None, state: str = "creating",
     ) -> Sandbox:  # fmt: skip
         for _attempt in range(5):
             with self.sessions() as s:
@@ -414,7 +430,7 @@ class SandboxService(NetworkOps):
                     ip = self.net.allocate({i for i in s.scalars(select(Sandbox.ip)) if i})
                 now = utcnow()
                 row = Sandbox(
-                    id=sid, organization_id=org_id, name=name, state="creating", isolation=isolation, image=image,
+                    id=sid, organization_id=org_id, name=name, state=state, isolation=isolation, image=image,
                     cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=env, labels=dict(req.labels),
                     user="root", uid_slot=slot, public=bool(req.public),
                     network_block_all=bool(policy and policy.mode == "none"), ip=ip,

@@ -23,7 +23,8 @@ from .errors import ApiError, error_response
 
 AREAS = {
     "desktop": "computer use (a desktop in the sandbox) comes with a later issue",
-    "images": "snapshots, image builds and registries come with the images issue",
+    "images": "registry credentials and build-context uploads (COPY/ADD of local files) are not served yet "
+    "(docs/daytona-compat.md)",
     "interpreter": "stateful interpreter contexts come with a later issue",
     "lifecycle": "archive, pause and resize come with the lifecycle automation issue",
     "lsp": "language servers come with a later issue",
@@ -129,8 +130,6 @@ GET    /sandbox/ssh-access/validate  network
 GET    /sandbox/{sandboxIdOrName}/ancestors  snapshots
 POST   /sandbox/{sandboxIdOrName}/archive  lifecycle
 POST   /sandbox/{sandboxIdOrName}/backup  snapshots
-GET    /sandbox/{sandboxIdOrName}/build-logs  images
-GET    /sandbox/{sandboxIdOrName}/build-logs-url  images
 POST   /sandbox/{sandboxIdOrName}/fork  snapshots
 GET    /sandbox/{sandboxIdOrName}/forks  snapshots
 GET    /sandbox/{sandboxIdOrName}/parent  snapshots
@@ -159,14 +158,6 @@ DELETE /secret/{secretId}  secrets
 GET    /secret/{secretId}  secrets
 PATCH  /secret/{secretId}  secrets
 GET    /shared-regions  runner
-GET    /snapshots  images
-POST   /snapshots  images
-DELETE /snapshots/{id}  images
-GET    /snapshots/{id}  images
-POST   /snapshots/{id}/activate  images
-GET    /snapshots/{id}/build-logs  images
-GET    /snapshots/{id}/build-logs-url  images
-POST   /snapshots/{id}/deactivate  images
 GET    /users/account-providers  tenants
 POST   /users/linked-accounts  tenants
 GET    /users/me  tenants

@@ -4,11 +4,12 @@
                                                   .12 sub.wild.test, .13 wild.test.evil.test, .14 denied.test,
                                                   .15 mirror.test
 
-Every name serves HTTP on port 80 and a UDP echo on port 7, and answers ping. mirror.test's HTTP server is the
-package mirror that `make mirror` fills (tests/_support/mirror.py): image builds install from it, never from a
-public registry. The server's resolver uses the
+Every name serves HTTP on port 80 and a UDP echo on port 7, and answers ping. The server's resolver uses the
 namespace's DNS as its upstream (SANDBURG_DNS_UPSTREAM). Tests that check that something is blocked aim only at
 these addresses (never at one outside the namespace), each paired with the same tool against an allowed one.
+
+mirror.test's HTTP server is the package mirror that `make mirror` fills (tests/_support/mirror.py): what image
+builds install comes from there, never from a public registry.
 """
 
 from __future__ import annotations

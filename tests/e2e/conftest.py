@@ -6,7 +6,9 @@ a finalizer, and the session ends by checking that nothing of it is left on the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ import pytest
 from sandburg import Sandbox, Sandburg
 from tests._support import fakenet
 from tests._support.host import destroy, new_data_dir, node_for, require_root
+from tests._support.registry import BuiltImage, Registry, build_busybox_image, push, registry
 from tests._support.server import ServerProcess
 
 TIERS = ["container", "gvisor"]
@@ -28,6 +31,23 @@ def fake_internet() -> Iterator[fakenet.FakeNet]:
         yield net
     finally:
         fakenet.stop(net)
+
+
+@dataclass(frozen=True)
+class OciFixture:
+    registry: Registry
+    ref: str  # the test image on the registry
+    image: BuiltImage  # its OCI layout on disk
+    work: str  # a dir for archives
+
+
+@pytest.fixture(scope="session")
+def oci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciFixture]:
+    """A docker-registry on loopback holding a busybox image the test assembled itself (no downloads)."""
+    work = str(tmp_path_factory.mktemp("oci"))
+    with registry() as reg:
+        img = build_busybox_image(os.path.join(work, "layout"))
+        yield OciFixture(reg, push(img, reg.host), img, work)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from sandburg.server import compat, listing, unsupported
 from sandburg.server.app import create_app
 from sandburg.server.config import Settings
 from sandburg.server.errors import ApiError
+from sandburg.server.sandbox_build import build_plan_of
 from sandburg.server.schemas import CreateSandbox
 
 
@@ -28,13 +29,27 @@ def test_image_from_the_sdks_one_line_dockerfile() -> None:
         == "busybox"
     )
     assert compat.image_for(CreateSandbox(snapshot="debian:12"), "x") == "debian-12"
+    # a longer Dockerfile is built first (sandbox_build.py); build context (COPY/ADD) is refused, typed
+    assert build_plan_of(CreateSandbox(image="x")) is None
+    assert (
+        build_plan_of(CreateSandbox.model_validate({"buildInfo": {"dockerfileContent": "FROM a\n"}})) is None
+    )
+    plan = build_plan_of(
+        CreateSandbox.model_validate({"buildInfo": {"dockerfileContent": "FROM a\nRUN b\n"}})
+    )
+    assert plan is not None and plan.base == "a" and [s.kind for s in plan.steps] == ["run"]
     for build in (
-        {"dockerfileContent": "FROM a\nRUN b\n"},
         {"dockerfileContent": "FROM a", "contextHashes": ["h"]},
+        {"dockerfileContent": 'FROM a\nCOPY ["x", "/x"]\n'},
     ):
         with pytest.raises(ApiError) as err:
-            compat.image_for(CreateSandbox.model_validate({"buildInfo": build}), "d")
-        assert err.value.status == 501 and "images" in err.value.message
+            build_plan_of(CreateSandbox.model_validate({"buildInfo": build}))
+        assert err.value.status == 501 and "not supported yet" in err.value.message
+    with pytest.raises(ApiError) as err:
+        build_plan_of(
+            CreateSandbox.model_validate({"buildInfo": {"dockerfileContent": "FROM a\nVOLUME /x\n"}})
+        )
+    assert err.value.status == 400 and "line 2" in err.value.message
 
 
 def test_options_stored_or_refused() -> None:
@@ -101,8 +116,9 @@ def test_not_yet_endpoints_are_looked_up_exactly() -> None:
     assert tb is not None and tb.area == "desktop"
     assert unsupported.lookup("POST", "/computeruse/start") is None  # toolbox paths only under /toolbox/{id}
     assert unsupported.not_implemented("GET", "/elsewhere/snapshots") is None
-    err = unsupported.not_implemented("GET", "/api/snapshots")
-    assert err is not None and err.status == 501 and "images issue" in err.message
+    assert unsupported.not_implemented("GET", "/api/snapshots") is None  # served now (routers/snapshots.py)
+    err = unsupported.not_implemented("GET", "/api/object-storage/push-access")
+    assert err is not None and err.status == 501 and "COPY/ADD" in err.message
 
 
 def test_answers_without_a_runtime() -> None:

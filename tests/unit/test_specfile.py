@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandburg.specfile import FileCopy, SpecError, load_spec
+from sandburg.specfile import FileCopy, Packages, SpecError, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -49,8 +49,39 @@ def test_full_example():
     spec = load_spec(EXAMPLES / "insurance-lead-agent" / "sandburg.yaml")
     assert (spec.cpu, spec.memory_mib, spec.disk_mib) == (2, 4096, 10240)
     assert spec.env == {"LOG_LEVEL": "info"} and spec.setup == ("pip install -e /workspace/app",)
-    assert set(spec.pending) == {"packages", "volumes", "secrets"}
+    assert set(spec.pending) == {"volumes", "secrets"}
     assert spec.pending["secrets"] == ["OPENAI_API_KEY"] and spec.lines["packages"] == 7
+    assert spec.packages == Packages(
+        apt=("postgresql-client", "chromium"), pip=("requests", "playwright"), npm=("typescript",)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("packages: {apt: [--yes]}", "packages.apt[0]"),
+        ("packages: {pip: ['requests; rm -rf /']}", "packages.pip[0]"),
+        ("packages: {pip: ['--index-url=http://x']}", "packages.pip[0]"),
+        ("packages: {npm: ['ts && curl x']}", "packages.npm[0]"),
+        ("packages: {brew: [x]}", "packages"),
+        ("packages: {apt: chromium}", "packages.apt"),
+    ],
+)
+def test_bad_packages_name_the_line_and_field(tmp_path, text, where):
+    with pytest.raises(SpecError) as err:
+        load_spec(write(tmp_path, f"name: p\n{text}\n"))
+    assert f":2: {where}:" in str(err.value), err.value
+
+
+def test_good_package_names(tmp_path):
+    spec = load_spec(
+        write(
+            tmp_path,
+            "name: p\npackages:\n  apt: [libc6-dev, g++, python3.11=3.11.2-6]\n"
+            "  pip: ['requests>=2.31,<3', 'uvicorn[standard]', Django==5.0]\n  npm: ['@types/node', typescript@5]\n",
+        )
+    )
+    assert spec.packages.pip == ("requests>=2.31,<3", "uvicorn[standard]", "Django==5.0")
 
 
 def test_values_are_normalized(tmp_path):

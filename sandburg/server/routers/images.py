@@ -48,7 +48,7 @@ class StepIn(Strict):
     args: list[str] = Field(min_length=1, max_length=1000)
 
 
-class BuildIn(Strict):
+class ImageBuildIn(Strict):
     name: str = Field(pattern=IMAGE_NAME)
     base: str = Field(default="debian-12", max_length=200)
     steps: list[StepIn] = Field(default_factory=list, max_length=200)
@@ -109,7 +109,7 @@ def list_images(
 
 
 @router.post("", response_model=ImageOut, status_code=202)
-def build(body: BuildIn, who: Auth, svc: Images) -> ImageOut:
+def build(body: ImageBuildIn, who: Auth, svc: Images) -> ImageOut:
     """Build `steps` on `base` as `name`; each filesystem step is a cached layer (docs/images.md)."""
     plan = Plan(body.base, tuple(_step(i, s) for i, s in enumerate(body.steps)))
     row = svc.build(who.organization_id, body.name, plan, isolation=body.isolation, allow=tuple(body.allow))
@@ -187,17 +187,21 @@ async def _receive(request: Request, fd: int, limit: int) -> tuple[str, int]:
 
 
 @router.get("/{name:path}/logs", response_class=StreamingResponse)
-async def logs(
+def logs(
     name: str, who: Auth, svc: Images, follow: Annotated[bool, Query(description="stream until done")] = False
 ) -> StreamingResponse:
     """The build (or pull) log as text; with `follow`, streamed until the image is active or failed."""
-    row = svc.get(who.organization_id, name)
+    return stream_log(svc, who.organization_id, svc.get(who.organization_id, name), follow)
+
+
+def stream_log(svc: ImageService, org_id: str, row: Image, follow: bool) -> StreamingResponse:
+    """The image's log as raw text; with `follow`, the response ends when the build does."""
     path = svc.log_path(row)
 
     async def body() -> AsyncIterator[bytes]:
         pos = 0
         while True:
-            state = (await asyncio.to_thread(svc.get, who.organization_id, row.id)).state
+            img = await asyncio.to_thread(svc.find, org_id, row.id)
             try:
                 with open(path, "rb") as fh:
                     fh.seek(pos)
@@ -207,7 +211,7 @@ async def logs(
             if data:
                 pos += len(data)
                 yield data
-            if not follow or state != "building":
+            if not follow or img is None or img.state != "building":
                 return
             await asyncio.sleep(0.2)
 
@@ -227,4 +231,3 @@ def delete_image(name: str, who: Auth, svc: Images) -> ImageOut:
     if name in svc.builtins() and svc.find(who.organization_id, name) is None:
         raise ApiError(ErrorCode.BAD_REQUEST, f"{name!r} is a built-in image; it cannot be deleted")
     return to_out(svc.delete(who.organization_id, name))
-

@@ -18,7 +18,10 @@ def upgrade() -> None:
         "images",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column(
-            "organization_id", sa.String(36), sa.ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False
+            "organization_id",
+            sa.String(36),
+            sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
