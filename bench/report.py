@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench.density import TARGET_MIB, DensityResult
+from bench.images import IMAGE_METRICS, IMAGE_TARGETS_P50_MS, ImagesResult
 from bench.measure import DOWNLOAD_BYTES, TierResult
 from bench.stats import (
     BASELINE_LABEL,
@@ -194,6 +196,44 @@ def print_density(results: dict[str, DensityResult]) -> None:
             print(f"errors [{tier}] density: {len(r.errors)}, first: {r.errors[0]}")
 
 
+def image_summaries(report: dict[str, Any]) -> list[Summary]:
+    """One row per image metric and tier measured, in IMAGE_METRICS order; the target is on the p50."""
+    res: ImagesResult | None = report.get("images")
+    if res is None:
+        return []
+    rows = []
+    for metric in IMAGE_METRICS:
+        for tier, samples in res.samples.get(metric, {}).items():
+            row = summarize(metric, tier, samples)
+            target = IMAGE_TARGETS_P50_MS.get(metric)
+            if target is not None and row.p50 is not None:
+                row = replace(row, target_p50=target, met=row.p50 < target)
+            rows.append(row)
+    return rows
+
+
+def print_images(report: dict[str, Any], rows: list[Summary]) -> None:
+    header = ["images", "tier", "n", "p50 ms", "p95 ms", "max ms", "target p50", "met?"]
+    lines = [
+        [IMAGE_METRICS[r.metric], r.tier, str(r.n), _num(r.p50), _num(r.p95), _num(r.max)]
+        + (["-", "-"] if r.target_p50 is None else [f"< {r.target_p50:g} ms", "yes" if r.met else "NO"])
+        for r in rows
+    ]
+    print("\n" + format_rows(header, lines, {2, 3, 4, 5}))
+    res: ImagesResult = report["images"]
+    steps: dict[str, list[float]] = {}
+    for build in res.build_steps_s:
+        for step, seconds in build.items():
+            steps.setdefault(step, []).append(seconds)
+    if steps:  # the build log's "#i DONE 0.1s": to 0.1 s, the step's commands and its snapshot
+        parts = ", ".join(f"{k} p50 {percentile(v, 50):.1f} s" for k, v in steps.items())
+        print(f"cold build, per layer step (build log, #1 is the cache-busting env): {parts}")
+    for note in res.notes:
+        print(f"note [images]: {note}")
+    if res.errors:
+        print(f"errors [images]: {len(res.errors)}, first: {res.errors[0]}")
+
+
 def print_latency(report: dict[str, Any], rows: list[Summary]) -> None:
     print(format_table(rows))
     print(f"\npercentiles: {PERCENTILE_METHOD}; times in ms on the client (sync SDK)")
@@ -211,7 +251,9 @@ def print_latency(report: dict[str, Any], rows: list[Summary]) -> None:
             print(f"errors [{tier}]: {len(res.errors)}, first: {res.errors[0]}")
 
 
-def write_results(report: dict[str, Any], rows: list[Summary], net_rows: list[RateSummary]) -> list[Path]:
+def write_results(
+    report: dict[str, Any], rows: list[Summary], net_rows: list[RateSummary], image_rows: list[Summary]
+) -> list[Path]:
     out = dict(report)
     out["tiers"] = {
         tier: {
@@ -229,6 +271,9 @@ def write_results(report: dict[str, Any], rows: list[Summary], net_rows: list[Ra
     out["density"] = {tier: res.to_json() for tier, res in report["density"].items()}
     out["summary"] = [r.to_json() for r in rows]
     out["summary_throughput"] = [r.to_json() for r in net_rows]
+    images: ImagesResult | None = report.get("images")
+    out["images"] = None if images is None else images.to_json()  # samples in ms, per metric and tier
+    out["summary_images"] = [r.to_json() for r in image_rows]
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
     paths = [RESULTS / f"{report['started_utc'].replace('-', '').replace(':', '')}.json"]
@@ -236,6 +281,7 @@ def write_results(report: dict[str, Any], rows: list[Summary], net_rows: list[Ra
     measured = (
         any(r.n for r in rows)
         or any(r.n for r in net_rows)
+        or any(r.n for r in image_rows)
         or any(d.create_ms for d in report["density"].values())
     )
     if not report.get("aborted") and measured:

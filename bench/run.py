@@ -1,9 +1,11 @@
 """sandburg benchmark: create→first exec, create, first exec, delete and exec round trip, per isolation tier;
 throughput of an HTTP download through an allowed connection; then density: N concurrent creates/deletes and
-the idle memory of N sandboxes (bench/density.py). Every sandbox has networking on, with an allowlist policy.
+the idle memory of N sandboxes (bench/density.py); images: a cold build, `sandburg up`, a pull and creates
+from the pulled image (bench/images.py). Every sandbox has networking on, with an allowlist policy.
 
     .venv/bin/python bench/run.py [--runs 30] [--exec-runs 300] [--net-runs 5] [--tiers container,gvisor]
                                   [--quick] [--no-density] [--density-count 20] [--idle-seconds 60]
+                                  [--no-images] [--image-runs 5]
                                   [--budget 900] [--api-url URL --api-key KEY]
 
 Starts its own server (`python -m sandburg.server`) on a throwaway data dir under the test root, and a fake
@@ -42,6 +44,7 @@ from bench.hostcheck import (  # noqa: E402
     processes_using,
     remove_empty_cgroups,
 )
+from bench.images import ImagesBench, ImagesResult  # noqa: E402
 from bench.machine import format_machine, machine_info  # noqa: E402
 from bench.measure import (  # noqa: E402
     ALLOWED_HOST,
@@ -54,7 +57,9 @@ from bench.measure import (  # noqa: E402
     download_url,
 )
 from bench.report import (  # noqa: E402
+    image_summaries,
     print_density,
+    print_images,
     print_latency,
     print_throughput,
     summaries,
@@ -88,6 +93,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--idle-seconds", type=float, help="idle time before reading memory (default 60, --quick 5)"
     )
+    ap.add_argument("--images", action=argparse.BooleanOptionalAction, default=True, help="images pass")
+    ap.add_argument(
+        "--image-runs", type=int, help="cold builds and `sandburg up` calls (default 5, --quick 2)"
+    )
     ap.add_argument("--budget", type=float, default=900, help="global time budget in seconds (default 900)")
     ap.add_argument("--api-url", help="bench this running server instead of starting one")
     ap.add_argument("--api-key", help="its API key (default: SANDBURG_API_KEY / credentials.json)")
@@ -97,13 +106,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.net_runs = args.net_runs if args.net_runs is not None else (3 if args.quick else 5)
     args.density_count = args.density_count if args.density_count is not None else (4 if args.quick else 20)
     args.idle_seconds = args.idle_seconds if args.idle_seconds is not None else (5 if args.quick else 60)
+    args.image_runs = args.image_runs if args.image_runs is not None else (2 if args.quick else 5)
     args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
     bad = [t for t in args.tiers if t not in TIERS]
     if bad or not args.tiers:
         ap.error(f"--tiers takes a subset of {','.join(TIERS)}, got {bad or 'nothing'}")
     if not 1 <= args.density_count <= 200 or not 0 <= args.idle_seconds <= 3600:
         ap.error("--density-count takes 1..200, --idle-seconds 0..3600")
-    for name in ("runs", "exec_runs", "warmup", "exec_warmup", "net_runs", "net_warmup"):
+    for name in ("runs", "exec_runs", "warmup", "exec_warmup", "net_runs", "net_warmup", "image_runs"):
         if getattr(args, name) < 0:
             ap.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.budget <= 0:
@@ -122,8 +132,11 @@ def run_bench(
     report: dict[str, Any],
     target: DensityTarget,
     allowed_addr: str | None,
+    cli_env: dict[str, str],
 ) -> None:
-    """``allowed_addr``: the fake internet's address of ALLOWED_HOST, None without one (no throughput)."""
+    """``allowed_addr``: the fake internet's address of ALLOWED_HOST, None without one (no throughput, and
+    no pull from a registry on this host's loopback: the server is not ours). ``cli_env``: how the
+    `sandburg` CLI reaches the server (SANDBURG_API_URL / SANDBURG_API_KEY)."""
     health = sb.health()
     report["server"]["version"] = health.version
     labels = {"sandburg-bench": report["run_id"]}
@@ -143,6 +156,12 @@ def run_bench(
                 bench.throughput_phase(res, args.net_warmup, args.net_runs)
             else:
                 res.notes.append("throughput: skipped, no fake internet (--api-url)")
+        if args.images:  # builds and pulls, before density: they leave btrfs work behind too
+            report["images"] = ImagesResult()
+            images = ImagesBench(sb, budget, labels, log, cli_env, report["run_id"])
+            images.run(
+                report["images"], args.image_runs, max(5, args.runs), args.tiers, allowed_addr is not None
+            )
         # after every latency phase: a burst of creates and deletes leaves work behind (btrfs cleaner)
         density = Density(target, budget, labels, log)
         for tier in args.tiers if args.density else []:
@@ -223,7 +242,8 @@ def with_server(
         )
         with Sandburg(api_url=srv.api_url, api_key=srv.api_key, timeout=60) as sb:
             try:
-                run_bench(sb, args, budget, report, target, allowed_addr)
+                cli_env = {"SANDBURG_API_URL": srv.api_url, "SANDBURG_API_KEY": srv.api_key}
+                run_bench(sb, args, budget, report, target, allowed_addr, cli_env)
             finally:
                 try:
                     listed = [box.id for box in sb.list()]
@@ -264,9 +284,10 @@ def with_server(
 
 
 def measured(report: dict[str, Any]) -> list[Any]:
-    """Every result of the run that keeps its own errors: tiers, density passes, the host baseline."""
+    """Every result of the run that keeps its own errors: tiers, density passes, the host baseline, images."""
     base = [report["host_baseline"]] if report.get("host_baseline") is not None else []
-    return [*report["tiers"].values(), *report["density"].values(), *base]
+    images = [report["images"]] if report.get("images") is not None else []
+    return [*report["tiers"].values(), *report["density"].values(), *base, *images]
 
 
 def note_neighbours(report: dict[str, Any], exclude: set[int], when: str) -> None:
@@ -305,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             "density": args.density,
             "density_count": args.density_count,
             "idle_seconds": args.idle_seconds,
+            "images": args.images,
+            "image_runs": args.image_runs,
             "budget_s": args.budget,
             "quick": args.quick,
             "client": "sandburg sync SDK (Sandburg), timings with time.perf_counter on the client",
@@ -314,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         "tiers": {},
         "density": {},
         "host_baseline": None,
+        "images": None,
         "errors": [],
         "warnings": [],
         "aborted": False,
@@ -329,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
                 None,
             )
             with Sandburg(api_url=args.api_url, api_key=args.api_key, timeout=60) as sb:
-                run_bench(sb, args, budget, report, target, None)
+                cli_env = {"SANDBURG_API_URL": args.api_url}
+                if args.api_key:
+                    cli_env["SANDBURG_API_KEY"] = args.api_key
+                run_bench(sb, args, budget, report, target, None, cli_env)
         else:
             with_own_server(args, budget, report)
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
@@ -343,9 +370,12 @@ def main(argv: list[str] | None = None) -> int:
     report["elapsed_s"] = round(args.budget - budget.remaining(), 1)
     rows = summaries(report)
     net_rows = throughput_summaries(report)
+    image_rows = image_summaries(report)
     print_latency(report, rows)
     if net_rows:
         print_throughput(report, net_rows)
+    if report["images"] is not None:
+        print_images(report, image_rows)
     if report["density"]:
         print_density(report["density"])
     if any(r.errors for r in measured(report)):
@@ -363,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
     if "log_tail" in report["server"]:
         print("server log (tail):\n" + report["server"]["log_tail"])
-    for path in write_results(report, rows, net_rows):
+    for path in write_results(report, rows, net_rows, image_rows):
         print(f"wrote {path.relative_to(ROOT)}")
     return status
 

@@ -50,7 +50,8 @@ CACHE_DIR = os.environ.get("SANDBURG_CACHE_DIR") or "/var/cache/sandburg"
 MIRROR_URL = "http://mirror.test"
 
 # chromium renders screenshots with whatever fonts are installed: the base image has none
-APT_PACKAGES = ["postgresql-client", "chromium", "fonts-liberation", "nodejs", "npm"]
+APT_PACKAGES = ["postgresql-client", "chromium", "fonts-liberation", "libatomic1", "nodejs", "npm"]
+# libatomic1: the Node.js that the playwright wheel bundles needs it (Debian's chromium does not pull it in)
 APT_SOURCES = [
     "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main",
     "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm-updates main",

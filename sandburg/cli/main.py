@@ -23,6 +23,7 @@ from .._models import SandboxInfo
 from .._version import __version__
 from ..specfile import SpecError
 from . import git as git_cli
+from . import image as image_cli
 from . import net as net_cli
 from . import up as up_cli
 from .cp import copy, split_location
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     git_cli.add_parser(sub)
     net_cli.add_parsers(sub)
     up_cli.add_parsers(sub)
+    image_cli.add_parsers(sub)
 
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
@@ -309,6 +311,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         return net_cli.run(args, sb)
     elif cmd in ("up", "down"):
         return up_cli.run(args, sb)
+    elif cmd == "image":
+        return image_cli.run(args, sb)
     elif cmd == "shell":
         from . import shell
 

@@ -33,13 +33,24 @@ class QuickHTTPServer(ThreadingHTTPServer):
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
 
+PAGE = """<!doctype html><html><head><title>NAME test page</title>
+<style>body{background:#fff;font:24px sans-serif} #result{color:#c00}</style></head>
+<body><h1>NAME</h1><button id="go" onclick="document.getElementById('result').textContent='clicked on NAME'">
+Go</button><p id="result">waiting</p></body></html>
+"""
+
+
 def http_server(addr: str, name: str) -> QuickHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             body = f"hello from {name}\n".encode()
+            ctype = "text/plain"
             if self.path.startswith("/bytes/"):
                 body = b"x" * int(self.path.split("/")[2])
+            elif self.path == "/page.html":  # a page for the browser tests: a click changes the text
+                body, ctype = PAGE.replace("NAME", name).encode(), "text/html; charset=utf-8"
             self.send_response(200)
+            self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

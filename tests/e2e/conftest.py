@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sandburg import Sandbox, Sandburg
-from tests._support import fakenet
+from tests._support import fakenet, mirror
 from tests._support.host import destroy, new_data_dir, node_for, require_root
 from tests._support.registry import BuiltImage, Registry, build_busybox_image, push, registry
 from tests._support.server import ServerProcess
@@ -55,7 +55,13 @@ def server(fake_internet: fakenet.FakeNet) -> Iterator[ServerProcess]:
     require_root()
     data_dir, cgroup_parent = new_data_dir("e2e")
     # a low pids limit makes the fork-bomb tests quick; the resolver's upstream is the fake internet's DNS
-    env = {"SANDBURG_PIDS_LIMIT": "256", "SANDBURG_DNS_UPSTREAM": fake_internet.dns}
+    # builds install packages from the local mirror that the fake internet serves (tests never use the registries)
+    mirror.ensure_filled()
+    urls = mirror.urls(fake_internet)
+    env = {
+        "SANDBURG_PIDS_LIMIT": "256", "SANDBURG_DNS_UPSTREAM": fake_internet.dns,
+        "SANDBURG_APT_MIRROR": urls["apt"], "SANDBURG_PIP_INDEX": urls["pip"], "SANDBURG_NPM_REGISTRY": urls["npm"],
+    }  # fmt: skip
     srv = ServerProcess(data_dir, cgroup_parent, env)
     try:
         srv.start()
