@@ -7,26 +7,22 @@ SANDBURG_NPM_REGISTRY); its build sandboxes may reach mirror.test and nothing el
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import struct
+import subprocess
+import sys
 import uuid
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from sandburg import ImageBuildFailedError, Sandburg
 
-PLAYWRIGHT_SCRIPT = """
-import sys
-from playwright.sync_api import sync_playwright
-with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path="/usr/bin/chromium")
-    page = browser.new_page(viewport={"width": 640, "height": 360})
-    page.goto(sys.argv[1])
-    page.click("#go")
-    page.wait_for_selector("#result:has-text('clicked')")
-    page.screenshot(path="/workspace/shot.png")
-    print(page.title(), "|", page.inner_text("#result"))
-    browser.close()
-"""
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def uniq(prefix: str) -> str:
@@ -104,23 +100,48 @@ def png_size(data: bytes) -> tuple[int, int]:
     return w, h
 
 
-def test_playwright_screenshot_in_a_browser_sandbox(sb: Sandburg, make_box, fake_internet):
-    """The issue's browser spec (chromium from Debian, playwright from PyPI) on the container tier."""
+@pytest.fixture(scope="module")
+def images_to_delete(sb: Sandburg) -> Iterator[list[str]]:
+    """Deleted after the module: both tiers' runs build the same layers, which stay cached in between."""
+    names: list[str] = []
+    yield names
+    for n in names:
+        sb.images.delete(n)
+
+
+@pytest.mark.parametrize("tier", ["container", "gvisor"])
+def test_playwright_screenshot_in_a_browser_sandbox(
+    sb: Sandburg, server, fake_internet, tmp_path, tier, images_to_delete
+):
+    """examples/browser-agent (Chromium from Debian, Playwright from PyPI) through `sandburg up`: a script opens
+    a page of the fake internet, clicks, and takes a screenshot, which is downloaded and checked."""
+    example = tmp_path / "browser-agent"
+    shutil.copytree(EXAMPLES / "browser-agent", example)
     name = uniq("browser")
+    spec = example / "sandburg.yaml"
+    text = (
+        spec.read_text()
+        .replace("name: browser-agent", f"name: {name}")
+        .replace("example.com", "allowed.test")
+    )
+    spec.write_text(text.replace("isolation: container", f"isolation: {tier}"))
+    env = dict(os.environ, SANDBURG_API_URL=server.api_url, SANDBURG_API_KEY=server.api_key)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "sandburg.cli.main", *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
     try:
-        sb.images.build(
-            name,
-            [
-                {"kind": "apt", "args": ["chromium", "fonts-liberation", "libatomic1"]},
-                {"kind": "pip", "args": ["playwright"]},
-            ],
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+        box = sb.get(name)
+        r2 = box.process.exec(
+            "python3 /workspace/app/shot.py http://allowed.test/page.html /workspace/shot.png", timeout=120
         )
-        box = make_box(image=name, isolation="container", memory=2, network={"allow": ["allowed.test"]})
-        box.fs.upload_file(PLAYWRIGHT_SCRIPT.encode(), "/workspace/shot.py")
-        r = box.process.exec("python3 /workspace/shot.py http://allowed.test/page.html", timeout=120)
-        assert r.exit_code == 0, r.stderr[-3000:]
-        assert r.stdout.strip() == "allowed.test test page | clicked on allowed.test", r
+        assert r2.exit_code == 0, r2.stderr[-3000:]
+        assert r2.stdout.strip() == "allowed.test test page | clicked on allowed.test", r2
         shot = box.fs.download_file("/workspace/shot.png")
         assert png_size(shot) == (640, 360) and len(shot) > 2000
     finally:
-        sb.images.delete(name)
+        cli("down", "-f", str(spec))
+        images_to_delete.append(f"up/{name}")
