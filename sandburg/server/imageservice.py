@@ -154,6 +154,11 @@ class ImageService:
             chain.insert(0, parent)
         src = {**(source or {}), "plan": plan.to_json(), "isolation": isolation, "allow": list(allow)}
         row = self._claim(org_id, name, kind, src)
+        with self.sessions() as s:
+            r = s.get(Image, row.id)
+            if r is not None:
+                r.layers = chain  # kept from the start: a failed build keeps its finished steps cached
+                s.commit()
         log_path = os.path.join(self.logs_dir, row.id + ".log")
         with open(log_path, "w", encoding="utf-8") as fh:
             fh.write(f"build of {name!r} from {plan.base} ({len(plan.steps)} steps)\n")

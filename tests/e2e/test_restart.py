@@ -200,3 +200,34 @@ def test_session_logs_replay_after_restart(own_server, tier):
     finally:
         with client(own_server) as sb:
             sb.get(box.id).delete()
+
+
+def test_kill9_during_a_build_leaves_no_half_made_image(own_server):
+    """A build interrupted by kill -9: after the restart the image is `error` (interrupted), the build sandbox is
+    gone, no temporary layer is left, and a new build of the same steps works (its first layer was cached)."""
+    layers = os.path.join(own_server.data_dir, "store", "layers")
+    steps = [{"kind": "run", "args": ["echo first > /first"]}, {"kind": "run", "args": ["sleep 60"]}]
+    with client(own_server) as sb:
+        sb.images.build("interrupted", steps, wait=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the first layer is made, the second step is running
+            if "[2/" not in "".join(sb.images.logs("interrupted")) and "#2 [run]" in "".join(
+                sb.images.logs("interrupted")
+            ):
+                break
+            time.sleep(0.2)
+        assert "#2 [run]" in "".join(sb.images.logs("interrupted"))
+    own_server.kill()
+    own_server.start()
+    with client(own_server) as sb:
+        img = sb.images.get("interrupted")
+        assert img.state == "error" and "restart" in (img.error_reason or ""), img
+        assert not [b for b in sb.list() if "sandburg.io/build" in b.labels]
+        assert not [n for n in os.listdir(layers) if n.startswith(".tmp-")]
+        logs: list[str] = []
+        steps[1] = {"kind": "run", "args": ["echo second > /second"]}
+        assert sb.images.build("interrupted", steps, on_log=logs.append).state == "active"
+        assert "#1 [run] run echo first > /first ... CACHED" in "".join(logs), "".join(logs)
+        sb.images.delete("interrupted")
+        assert os.listdir(layers) == [], os.listdir(layers)  # garbage-collected with the image
+    assert_consistent(own_server)
