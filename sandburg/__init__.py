@@ -77,6 +77,7 @@ from ._errors import (
     ImagePullFailedError,
     InvalidPathError,
     InvalidResourcesError,
+    MemorySnapshotUnsupportedError,
     NotFoundError,
     NotSupportedError,
     PayloadTooLargeError,
@@ -99,6 +100,7 @@ from ._errors import (
     UnsafeImageError,
 )
 from ._git import GitBranches, GitCommitInfo, GitFileState, GitFileStatus, GitStatus
+from ._images import AsyncImages, BuildStep, ImageInfo, Images
 from ._models import (
     ExecResult,
     FileInfo,
@@ -124,9 +126,19 @@ from ._sessions import (
     SessionInfo,
 )
 from ._sizes import parse_size_mib
+from ._snapshots import AsyncSnapshot, AsyncSnapshots, Snapshot, SnapshotDiff, Snapshots
 from ._version import __version__ as __version__  # the package version, e.g. "0.1.0"
 
 __all__ = [
+    "AsyncImages",
+    "BuildStep",
+    "ImageInfo",
+    "Images",
+    "AsyncSnapshot",
+    "AsyncSnapshots",
+    "Snapshot",
+    "SnapshotDiff",
+    "Snapshots",
     "DEFAULT_CREATE_TIMEOUT",
     "DEFAULT_TIMEOUT",
     "APIError",
@@ -178,6 +190,7 @@ __all__ = [
     "ImageBuildFailedError",
     "ImagePullFailedError",
     "UnsafeImageError",
+    "MemorySnapshotUnsupportedError",
     "GitPushRejectedError",
     "GitRemoteRejectedError",
     "GitRepoNotFoundError",

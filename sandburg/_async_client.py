@@ -38,6 +38,7 @@ from ._models import (
     UploadResult,
     labels_from_json,
 )
+from ._snapshots import AsyncSnapshot, AsyncSnapshots, restore_request, snapshot_request
 from ._version import __version__
 
 __all__ = [
@@ -124,6 +125,7 @@ class AsyncSandburg:
         *,
         name: str | None = None,
         image: str | None = None,
+        snapshot: str | None = None,
         isolation: str | None = None,
         cpu: int | None = None,
         memory: int | float | str | None = None,
@@ -135,7 +137,8 @@ class AsyncSandburg:
     ) -> AsyncSandbox:
         """Create a sandbox and return it once it is ``started``.
 
-        ``isolation`` is ``"gvisor"`` (server default) or ``"container"``. ``memory`` and ``disk`` are GiB
+        ``image`` names any image (built-in, built, pulled, a template); ``snapshot`` a state snapshot to start
+        from (the same namespace: either works). ``isolation`` is ``"gvisor"`` (server default) or ``"container"``. ``memory`` and ``disk`` are GiB
         when numbers, or strings such as ``"512MiB"`` / ``"4GiB"`` (see :func:`parse_size_mib`); omitted
         values take the server's defaults. ``network`` is the egress policy: ``"none"`` (no network),
         ``"all"`` (anything), or a mapping ``{"allow": [...], "deny": [...]}`` of domain names,
@@ -146,7 +149,7 @@ class AsyncSandburg:
         """
         request = core.create_request(
             name=name,
-            image=image,
+            image=image if snapshot is None else snapshot,
             isolation=isolation,
             cpu=cpu,
             memory=memory,
@@ -184,6 +187,22 @@ class AsyncSandburg:
     def images(self) -> AsyncImages:
         """Images: build, pull, import, list, delete (docs/images.md)."""
         return AsyncImages(self)
+
+    @property
+    def snapshots(self) -> AsyncSnapshots:
+        """State snapshots: list, get, delete, fork (docs/snapshots.md)."""
+        return AsyncSnapshots(self)
+
+    async def fork(
+        self,
+        snapshot: str,
+        count: int = 1,
+        *,
+        names: Iterable[str] | None = None,
+        isolation: str | None = None,
+    ) -> builtins.list[AsyncSandbox]:
+        """``count`` new sandboxes from the state snapshot ``snapshot``, each independent of the others."""
+        return await self.snapshots.fork(snapshot, count, names=names, isolation=isolation)
 
     async def health(self) -> HealthInfo:
         """The server's health and version."""
@@ -252,6 +271,21 @@ class AsyncSandbox(core.SandboxBase):
         """Replace all of the sandbox's labels and return the labels the server stored."""
         self.labels = labels_from_json(await self._client._send(core.set_labels_request(self.id, labels)))
         return self.labels
+
+    async def snapshot(self, name: str, *, memory: bool = False) -> AsyncSnapshot:
+        """Save every file of the sandbox, its env and settings as the snapshot ``name``; the sandbox is frozen
+        for the capture (milliseconds) and keeps running. ``memory=True`` (gvisor) would keep processes too."""
+        data = await self._client._send(snapshot_request(self.id, name, memory))
+        return AsyncSnapshot(self._client, data)
+
+    async def restore(self, snapshot: str) -> None:
+        """Roll the sandbox back to ``snapshot`` in place: same id, name and network policy; its files and env
+        become the snapshot's, and a started sandbox is started again."""
+        self._apply(await self._client._send(restore_request(self.id, snapshot)))
+
+    async def snapshots(self) -> builtins.list[AsyncSnapshot]:
+        """This sandbox's snapshots, oldest first."""
+        return await self._client.snapshots.list(sandbox=self.id)
 
     async def preview_url(self, port: int) -> PreviewUrl:
         """The URL where ``port`` of the running sandbox is reachable over HTTP and WebSocket, and its token.

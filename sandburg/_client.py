@@ -37,6 +37,7 @@ from ._models import (
     labels_from_json,
 )
 from ._process import Command, ExecStream, LogStream, Process, Session
+from ._snapshots import Snapshot, Snapshots, restore_request, snapshot_request
 from ._version import __version__
 
 __all__ = [
@@ -123,6 +124,7 @@ class Sandburg:
         *,
         name: str | None = None,
         image: str | None = None,
+        snapshot: str | None = None,
         isolation: str | None = None,
         cpu: int | None = None,
         memory: int | float | str | None = None,
@@ -134,7 +136,8 @@ class Sandburg:
     ) -> Sandbox:
         """Create a sandbox and return it once it is ``started``.
 
-        ``isolation`` is ``"gvisor"`` (server default) or ``"container"``. ``memory`` and ``disk`` are GiB
+        ``image`` names any image (built-in, built, pulled, a template); ``snapshot`` a state snapshot to start
+        from (the same namespace: either works). ``isolation`` is ``"gvisor"`` (server default) or ``"container"``. ``memory`` and ``disk`` are GiB
         when numbers, or strings such as ``"512MiB"`` / ``"4GiB"`` (see :func:`parse_size_mib`); omitted
         values take the server's defaults. ``network`` is the egress policy: ``"none"`` (no network),
         ``"all"`` (anything), or a mapping ``{"allow": [...], "deny": [...]}`` of domain names,
@@ -145,7 +148,7 @@ class Sandburg:
         """
         request = core.create_request(
             name=name,
-            image=image,
+            image=image if snapshot is None else snapshot,
             isolation=isolation,
             cpu=cpu,
             memory=memory,
@@ -183,6 +186,22 @@ class Sandburg:
     def images(self) -> Images:
         """Images: build, pull, import, list, delete (docs/images.md)."""
         return Images(self)
+
+    @property
+    def snapshots(self) -> Snapshots:
+        """State snapshots: list, get, delete, fork (docs/snapshots.md)."""
+        return Snapshots(self)
+
+    def fork(
+        self,
+        snapshot: str,
+        count: int = 1,
+        *,
+        names: Iterable[str] | None = None,
+        isolation: str | None = None,
+    ) -> builtins.list[Sandbox]:
+        """``count`` new sandboxes from the state snapshot ``snapshot``, each independent of the others."""
+        return self.snapshots.fork(snapshot, count, names=names, isolation=isolation)
 
     def health(self) -> HealthInfo:
         """The server's health and version."""
@@ -251,6 +270,21 @@ class Sandbox(core.SandboxBase):
         """Replace all of the sandbox's labels and return the labels the server stored."""
         self.labels = labels_from_json(self._client._send(core.set_labels_request(self.id, labels)))
         return self.labels
+
+    def snapshot(self, name: str, *, memory: bool = False) -> Snapshot:
+        """Save every file of the sandbox, its env and settings as the snapshot ``name``; the sandbox is frozen
+        for the capture (milliseconds) and keeps running. ``memory=True`` (gvisor) would keep processes too."""
+        data = self._client._send(snapshot_request(self.id, name, memory))
+        return Snapshot(self._client, data)
+
+    def restore(self, snapshot: str) -> None:
+        """Roll the sandbox back to ``snapshot`` in place: same id, name and network policy; its files and env
+        become the snapshot's, and a started sandbox is started again."""
+        self._apply(self._client._send(restore_request(self.id, snapshot)))
+
+    def snapshots(self) -> builtins.list[Snapshot]:
+        """This sandbox's snapshots, oldest first."""
+        return self._client.snapshots.list(sandbox=self.id)
 
     def preview_url(self, port: int) -> PreviewUrl:
         """The URL where ``port`` of the running sandbox is reachable over HTTP and WebSocket, and its token.

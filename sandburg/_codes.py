@@ -72,6 +72,7 @@ class ErrorCode(StrEnum):
     IMAGE_BUILD_FAILED = "IMAGE_BUILD_FAILED"
     IMAGE_PULL_FAILED = "IMAGE_PULL_FAILED"
     UNSAFE_IMAGE = "UNSAFE_IMAGE"
+    MEMORY_SNAPSHOT_UNSUPPORTED = "MEMORY_SNAPSHOT_UNSUPPORTED"
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -125,6 +126,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.IMAGE_BUILD_FAILED: 422,
     ErrorCode.IMAGE_PULL_FAILED: 502,
     ErrorCode.UNSAFE_IMAGE: 422,
+    ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED: 422,
 }
 
 # Codes raised by the in-sandbox toolbox: reported with source DAYTONA_DAEMON so Daytona's SDKs map them.

@@ -43,7 +43,8 @@ SandburgError
     │   ├── GitRemoteRejectedError      GIT_REMOTE_REJECTED
     │   ├── GitNotAvailableError        GIT_NOT_AVAILABLE: the sandbox's image has no git
     │   ├── ImageBuildFailedError       IMAGE_BUILD_FAILED: a build step failed
-    │   └── UnsafeImageError            UNSAFE_IMAGE: paths that escape the image root
+    │   ├── UnsafeImageError            UNSAFE_IMAGE: paths that escape the image root
+    │   └── MemorySnapshotUnsupportedError  MEMORY_SNAPSHOT_UNSUPPORTED: memory=True on the container tier
     ├── RateLimitError                  429
     ├── DiskQuotaExceededError          507 DISK_QUOTA_EXCEEDED  } 5xx, but retrying can't help, so they
     ├── NotSupportedError               501 NOT_IMPLEMENTED      } are deliberately not ServerErrors
@@ -241,7 +242,11 @@ class SandboxNotFoundError(NotFoundError):
     """404: no sandbox has this id or name (in your organization)."""
 
 
-class ImageNotFoundError(NotFoundError):
+class ImageError(APIError):
+    """An image operation failed (the subclasses say which)."""
+
+
+class ImageNotFoundError(NotFoundError, ImageError):
     """404: the requested image is not available on the server."""
 
 
@@ -386,10 +391,6 @@ class GitTransportError(ServerError, GitError):
     """502: git could not talk to the remote (DNS, connection, TLS, the remote hung up, ...)."""
 
 
-class ImageError(APIError):
-    """An image operation failed (the subclasses say which)."""
-
-
 class ImageNameConflictError(ConflictError, ImageError):
     """409: an image, template or snapshot of this name already exists in the organization."""
 
@@ -413,6 +414,10 @@ class ImagePullFailedError(ServerError, ImageError):
 
 class UnsafeImageError(UnprocessableError, ImageError):
     """422: an image or tarball holds paths that would escape its root (``../``, writes through symlinks)."""
+
+
+class MemorySnapshotUnsupportedError(UnprocessableError):
+    """422: a memory snapshot of a sandbox whose tier cannot checkpoint processes (container)."""
 
 
 # The tables below come after every class they name.
@@ -467,6 +472,7 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.IMAGE_BUILD_FAILED: ImageBuildFailedError,
     ErrorCode.IMAGE_PULL_FAILED: ImagePullFailedError,
     ErrorCode.UNSAFE_IMAGE: UnsafeImageError,
+    ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED: MemorySnapshotUnsupportedError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 

@@ -36,6 +36,7 @@ class BuildStep:
     args: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
+        """The step as the API takes it: ``{"kind": ..., "args": [...]}``."""
         return {"kind": self.kind, "args": list(self.args)}
 
 
@@ -86,9 +87,15 @@ def _steps(steps: Iterable[BuildStep | Mapping[str, Any]]) -> list[dict[str, Any
 
 
 def build_request(
-    name: str, base: str, steps: Iterable[BuildStep | Mapping[str, Any]], isolation: str, allow: Iterable[str]
+    name: str,
+    base: str,
+    steps: Iterable[BuildStep | Mapping[str, Any]],
+    isolation: str | None,
+    allow: Iterable[str],
 ) -> core.Request:
-    body = {"name": name, "base": base, "steps": _steps(steps), "isolation": isolation, "allow": list(allow)}
+    body: dict[str, Any] = {"name": name, "base": base, "steps": _steps(steps), "allow": list(allow)}
+    if isolation is not None:
+        body["isolation"] = isolation
     return core.Request("POST", "/images", json=body)
 
 
@@ -132,6 +139,7 @@ class Images:
         return [ImageInfo.from_json(d) for d in data["items"]]
 
     def get(self, name: str) -> ImageInfo:
+        """The image ``name`` (or id): its state, config and, after a failure, ``error_code``."""
         return ImageInfo.from_json(self._client._send(core.Request("GET", f"/images/{_name(name)}")))
 
     def delete(self, name: str) -> None:
@@ -144,7 +152,7 @@ class Images:
 
     def build(
         self, name: str, steps: Iterable[BuildStep | Mapping[str, Any]] = (), *, base: str = "debian-12",
-        isolation: str = "container", allow: Iterable[str] = (), wait: bool = True,
+        isolation: str | None = None, allow: Iterable[str] = (), wait: bool = True,
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:  # fmt: skip
         """Build ``steps`` on ``base`` as ``name``; see the module docs."""
@@ -203,6 +211,7 @@ class AsyncImages:
         return [ImageInfo.from_json(d) for d in data["items"]]
 
     async def get(self, name: str) -> ImageInfo:
+        """The image ``name`` (or id): its state, config and, after a failure, ``error_code``."""
         return ImageInfo.from_json(await self._client._send(core.Request("GET", f"/images/{_name(name)}")))
 
     async def delete(self, name: str) -> None:
@@ -215,7 +224,7 @@ class AsyncImages:
 
     async def build(
         self, name: str, steps: Iterable[BuildStep | Mapping[str, Any]] = (), *, base: str = "debian-12",
-        isolation: str = "container", allow: Iterable[str] = (), wait: bool = True,
+        isolation: str | None = None, allow: Iterable[str] = (), wait: bool = True,
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:  # fmt: skip
         """Build ``steps`` on ``base`` as ``name``; see the module docs."""

@@ -142,7 +142,6 @@ class SandboxInfo:
     desired_state: str = ""
     user: str = ""
     organization_id: str = ""
-    snapshot: str = ""
     target: str = ""
     public: bool = False
     network_block_all: bool = False
@@ -177,7 +176,6 @@ class SandboxInfo:
             desired_state=_str(d, "desiredState"),
             user=_str(d, "user"),
             organization_id=_str(d, "organizationId"),
-            snapshot=_str(d, "snapshot"),
             target=_str(d, "target"),
             public=d.get("public") is True,
             network_block_all=d.get("networkBlockAll") is True,

@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from . import priv
+from . import priv, rootfs
 from .errors import ImageError, ImageNotFound
 from .layers import LayerStore
 from .store import Store
@@ -227,10 +227,9 @@ def _assemble_busybox(root: str) -> None:
 
 
 def finish_rootfs(root: str) -> None:
-    """Things every sandbox root needs whatever the image: the workspace and mount points."""
+    """Things every sandbox root needs whatever the image: the workspace and mount points. The root may come
+    from a registry, so nothing here follows its symlinks (rootfs.ensure_entry)."""
     for d in ("workspace", "proc", "sys", "dev", "tmp", ".sandburg"):
-        os.makedirs(os.path.join(root, d), exist_ok=True)
+        rootfs.ensure_entry(root, d, directory=True)
     for f in ("etc/hosts", "etc/hostname", "etc/resolv.conf"):
-        p = os.path.join(root, f)
-        if not os.path.lexists(p):
-            open(p, "w").close()
+        rootfs.ensure_entry(root, f, directory=False)

@@ -78,6 +78,13 @@ class OciRuntime:
             if "not running" not in str(exc) and "stopped" not in str(exc):
                 raise
 
+    def pause(self, cid: str) -> None:
+        """Freeze every process of the container (runc: the freezer cgroup; runsc: the Sentry stops its tasks)."""
+        self._run("pause", cid)
+
+    def resume(self, cid: str) -> None:
+        self._run("resume", cid)
+
     def delete(self, cid: str, force: bool = False) -> None:
         args = ["delete", "--force", cid] if force else ["delete", cid]
         self._run(*args, timeout=60, ok_missing=True)

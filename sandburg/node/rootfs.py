@@ -46,6 +46,39 @@ def write_file(root: str, relpath: str, data: bytes, mode: int = 0o644) -> None:
         os.close(fd)
 
 
+def ensure_entry(root: str, relpath: str, directory: bool) -> None:
+    """Create `root/relpath` (an empty directory or file) unless something is already there, without following
+    any symlink: in an image from a registry, `etc` may be a symlink to a host directory."""
+    parts = [p for p in relpath.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise BundleError("invalid path inside the sandbox root", path=relpath)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for i, name in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None and (last or not stat.S_ISDIR(st.st_mode)):
+                return  # already there (whatever it is), or a non-directory in the way: leave it
+            if st is None and (not last or directory):
+                os.mkdir(name, 0o755, dir_fd=fd)
+            elif st is None:
+                os.close(
+                    os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+                )
+                return
+            if not last:
+                nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+    except OSError as exc:
+        raise BundleError(f"creating {relpath} in the root failed", path=root, detail=exc.strerror) from exc
+    finally:
+        os.close(fd)
+
+
 def open_in(root: str, relpath: str, flags: int = os.O_RDONLY) -> int:
     """Open `root/relpath` for the host without following any symlink below `root` (FileNotFoundError, ELOOP or
     ENOTDIR when something is in the way). The caller closes the fd."""

@@ -39,10 +39,12 @@ from .routers import (
     sandbox_settings,
     sessions,
     snapshots,
+    state_snapshots,
     toolbox_info,
 )
 from .sandboxes import SandboxService
 from .schemas import CreateSandbox
+from .state_snapshots import StateSnapshots
 
 log = logging.getLogger("sandburg.server")
 
@@ -67,7 +69,7 @@ def make_images(
     builder = Builder(
         node, create, delete, mirrors, os.path.join(settings.data_dir, "context"), settings.build_step_timeout
     )
-    images = ImageService(sessions, node, builder, settings.data_dir)
+    images = ImageService(sessions, node, builder, settings.data_dir, settings.build_isolation)
     with sessions() as s:
         leftovers = [
             (r.organization_id, r.id) for r in s.scalars(select(Sandbox)) if BUILD_LABEL in (r.labels or {})
@@ -118,9 +120,12 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         svc.reconcile()
         image_svc = make_images(settings, sessions, node, svc)
         svc.images = image_svc
+        states = StateSnapshots(svc, image_svc)
+        states.recover()
         app.state.keys = KeyCache(sessions)
         app.state.sandboxes = svc
         app.state.images = image_svc
+        app.state.states = states
         app.state.events = events
         app.state.preview_secret = preview.load_or_create_secret(settings.preview_key_path)
         log.info("sandburg %s ready on %s (data dir %s)", __version__, api_url(settings), settings.data_dir)
@@ -150,7 +155,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     for r in (
         health.router, sandbox_settings.router, sandbox.router, process.router, coderun.router, toolbox_info.router,
         sessions.router, pty.router, files.router, git.router, network.router, preview.router, images.router,
-        snapshots.router,
+        snapshots.router, state_snapshots.router,
     ):  # fmt: skip
         app.include_router(r, prefix="/api")
     app.include_router(preview.proxy_router)  # /preview/<id>/<port>/...: token-authenticated, no API key

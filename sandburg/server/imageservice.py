@@ -62,7 +62,11 @@ KINDS = ("image", "template", "state")
 
 
 class ImageService:
-    def __init__(self, sessions: sessionmaker[Session], node: Node, builder: Builder, data_dir: str) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], node: Node, builder: Builder, data_dir: str,
+        build_isolation: str = "container",
+    ) -> None:  # fmt: skip
+        self.build_isolation = build_isolation  # the tier of build sandboxes unless a build names one
         self.sessions = sessions
         self.node = node
         self.builder = builder
@@ -130,11 +134,12 @@ class ImageService:
 
     # -- build -----------------------------------------------------------------------------------------------
     def build(
-        self, org_id: str, name: str, plan: Plan, *, kind: str = "image", isolation: str = "container",
+        self, org_id: str, name: str, plan: Plan, *, kind: str = "image", isolation: str | None = None,
         allow: tuple[str, ...] = (), source: dict[str, Any] | None = None,
     ) -> Image:  # fmt: skip
-        """Start building `plan` as `name` (replacing an image of that name when it succeeds); returns the row.
-        Everything cached: the row is active on return."""
+        """Start building `plan` as `name` (a rebuild takes over the row: it ends `active` with the new layers,
+        or `error`); returns the row. Everything cached: the row is active on return."""
+        isolation = isolation or self.build_isolation
         if self.find(org_id, plan.base) is None and is_reference(plan.base):
             self.pull_base(org_id, plan.base)  # `FROM registry/repo:tag`: pulled once, then a cached base
             plan = Plan(default_name(plan.base), plan.steps)

@@ -226,16 +226,23 @@ class SandboxService(NetworkOps, BuildOps):
                 return row
             if row.state not in ("stopped", "error"):
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
-            self._set_state(sid, "starting")
-            try:
-                pid = self.node.start(self._spec(row))
-            except NodeError as exc:
-                self._set_state(sid, "error", f"start failed: {exc}"[:200])
-                raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
-            row = self._set_state(sid, "started")
-            self.live[sid] = Live(org_id, row.isolation)
-            self.monitor.watch(sid, pid)
-            return row
+            return self.start_locked(sid)
+
+    def start_locked(self, sid: str) -> Sandbox:
+        """Start a stopped sandbox; the caller holds its lock."""
+        self._set_state(sid, "starting")
+        with self.sessions() as s:
+            row = s.get(Sandbox, sid)
+        assert row is not None
+        try:
+            pid = self.node.start(self._spec(row))
+        except NodeError as exc:
+            self._set_state(sid, "error", f"start failed: {exc}"[:200])
+            raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
+        row = self._set_state(sid, "started")
+        self.live[sid] = Live(row.organization_id, row.isolation)
+        self.monitor.watch(sid, pid)
+        return row
 
     def stop(self, org_id: str, id_or_name: str) -> Sandbox:
         sid = self.get(org_id, id_or_name).id

@@ -23,7 +23,7 @@ from .errors import ApiError, error_response
 
 AREAS = {
     "desktop": "computer use (a desktop in the sandbox) comes with a later issue",
-    "images": "registry credentials and build-context uploads (COPY/ADD of local files) are not served yet "
+    "images": "registry credentials and build-context uploads (COPY/ADD of local files) come with a later issue "
     "(docs/daytona-compat.md)",
     "interpreter": "stateful interpreter contexts come with a later issue",
     "lifecycle": "archive, pause and resize come with the lifecycle automation issue",
@@ -32,7 +32,7 @@ AREAS = {
     "observability": "metrics, logs and traces come with the observability issue",
     "runner": "this is Daytona's runner/region control plane, which sandburg does not need: not planned",
     "secrets": "secrets come with the secrets issue",
-    "snapshots": "sandbox snapshots, forks and backups come with the snapshots issue",
+    "snapshots": "backups, fork trees (parent, ancestors, forks) and memory snapshots come with a later issue",
     "tenants": "organizations, users, API keys, audit and webhooks come with the tenants and audit issue",
     "terminals": "terminals that outlive their WebSocket (POST /process/pty, /connect) come with a later issue",
     "toolbox-env": "changing the toolbox's environment at run time comes with a later issue",
@@ -130,7 +130,6 @@ GET    /sandbox/ssh-access/validate  network
 GET    /sandbox/{sandboxIdOrName}/ancestors  snapshots
 POST   /sandbox/{sandboxIdOrName}/archive  lifecycle
 POST   /sandbox/{sandboxIdOrName}/backup  snapshots
-POST   /sandbox/{sandboxIdOrName}/fork  snapshots
 GET    /sandbox/{sandboxIdOrName}/forks  snapshots
 GET    /sandbox/{sandboxIdOrName}/parent  snapshots
 POST   /sandbox/{sandboxIdOrName}/pause  lifecycle
@@ -138,7 +137,6 @@ GET    /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url  network
 POST   /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url/{token}/expire  network
 POST   /sandbox/{sandboxIdOrName}/resize  lifecycle
 PUT    /sandbox/{sandboxIdOrName}/secrets  secrets
-POST   /sandbox/{sandboxIdOrName}/snapshot  snapshots
 DELETE /sandbox/{sandboxIdOrName}/ssh-access  network
 POST   /sandbox/{sandboxIdOrName}/ssh-access  network
 GET    /sandbox/{sandboxId}/organization  runner

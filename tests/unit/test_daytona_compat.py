@@ -126,9 +126,9 @@ def test_answers_without_a_runtime() -> None:
 
     async def go() -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
-            r = await client.post("/api/sandbox/x/fork")
+            r = await client.post("/api/sandbox/x/backup")
             assert r.status_code == 501 and r.json()["code"] == "NOT_IMPLEMENTED"
-            assert "snapshots issue" in r.json()["message"]
+            assert "later issue" in r.json()["message"]
             r = await client.post(
                 "/api/toolbox/x/process/pty"
             )  # a route of that path exists for GET: still 501
@@ -145,7 +145,7 @@ def test_answers_without_a_runtime() -> None:
             )
             log = (await client.get("/api/_test/requests")).json()
             seen = [(x["method"], x["path"], x["status"]) for x in log["requests"]]
-            assert ("POST", "/api/sandbox/x/fork", 501) in seen and ("PUT", "/api/health", 405) in seen
+            assert ("POST", "/api/sandbox/x/backup", 501) in seen and ("PUT", "/api/health", 405) in seen
             assert not any(p.startswith("/api/_test") for _, p, _ in seen)
 
     asyncio.run(go())

@@ -52,7 +52,10 @@ class ImageBuildIn(Strict):
     name: str = Field(pattern=IMAGE_NAME)
     base: str = Field(default="debian-12", max_length=200)
     steps: list[StepIn] = Field(default_factory=list, max_length=200)
-    isolation: Literal["container", "gvisor"] = "container"
+    isolation: Literal["container", "gvisor"] | None = Field(
+        default=None,
+        description="tier of the build sandbox; default: the server's (SANDBURG_BUILD_ISOLATION)",
+    )
     allow: list[str] = Field(default_factory=list, max_length=1000, description="extra egress for the build")
 
 

@@ -8,7 +8,9 @@ cached builder (dockerplan.py). They share the organization's image namespace (d
 
 from __future__ import annotations
 
+import asyncio
 import math
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -21,9 +23,11 @@ from ..db import Image
 from ..dockerplan import plan_from_dockerfile
 from ..errors import ApiError
 from ..imageservice import ImageService
-from ..schemas import BuildInfoIn
+from ..schemas import BuildInfoIn, SandboxOut
 from .images import Images, stream_log
 from .sandbox import Auth, Svc
+from .sandbox import to_out as sandbox_out
+from .state_snapshots import States
 
 router = APIRouter(tags=["snapshots"])
 STATES = {"building": "building", "active": "active", "error": "build_failed"}
@@ -61,6 +65,7 @@ class SnapshotOut(BaseModel):
     updatedAt: datetime
     lastUsedAt: datetime | None = None
     buildInfo: dict[str, Any] | None = None
+    sourceSandboxId: str | None = None
 
 
 class SnapshotPage(BaseModel):
@@ -86,9 +91,13 @@ def to_out(row: Image) -> SnapshotOut:
     state = STATES.get(row.state, row.state)
     if row.state == "error" and src.get("pull"):
         state = "error"
+    if row.kind == "state":
+        res = {"cpu": src.get("cpu"), "memory": (src.get("memoryMiB") or 1024) // 1024,
+               "disk": (src.get("diskMiB") or 3072) // 1024}  # fmt: skip
     return SnapshotOut(
         id=row.id, organizationId=row.organization_id, general=False, name=row.name,
-        imageName=src.get("pull") or src.get("imageName"), state=state,
+        imageName=src.get("pull") or src.get("imageName") or src.get("image"), state=state,
+        sourceSandboxId=(src.get("sandbox") or {}).get("id"),
         size=round(row.size_bytes / 2**30, 3) if row.size_bytes else None,
         entrypoint=list((row.config or {}).get("entrypoint") or []) or None,
         cpu=res.get("cpu") or 1, gpu=0, mem=res.get("memory") or 1, disk=res.get("disk") or 3,
@@ -99,7 +108,7 @@ def to_out(row: Image) -> SnapshotOut:
 
 def _template(svc: ImageService, org: str, id_or_name: str) -> Image:
     row = svc.find(org, id_or_name)
-    if row is None or row.kind != "template":
+    if row is None or row.kind not in ("template", "state"):
         raise ApiError(ErrorCode.IMAGE_NOT_FOUND, f"snapshot {id_or_name!r} not found")
     return row
 
@@ -109,9 +118,14 @@ def list_snapshots(
     who: Auth, svc: Images, page: Annotated[int, Query(ge=1)] = 1, limit: Annotated[int, Query(ge=1, le=200)] = 100,
     name: str | None = None, sourceSandboxId: str | None = None,
 ) -> SnapshotPage:  # fmt: skip
-    rows = [r for r in svc.list_images(who.organization_id, "template") if not name or name in r.name]
-    if sourceSandboxId:
-        rows = []  # templates made from a sandbox come with the snapshots issue
+    if sourceSandboxId:  # the state snapshots of a sandbox (sandbox.create_snapshot)
+        rows = [
+            r for r in svc.list_images(who.organization_id, "state")
+            if (r.source or {}).get("sandbox", {}).get("id") == sourceSandboxId
+        ]  # fmt: skip
+    else:
+        rows = svc.list_images(who.organization_id, "template")
+    rows = [r for r in rows if not name or name in r.name]
     total = len(rows)
     items = [to_out(r) for r in rows[(page - 1) * limit : page * limit]]
     return SnapshotPage(items=items, total=total, page=page, totalPages=max(1, math.ceil(total / limit)))
@@ -191,3 +205,45 @@ def sandbox_logs(
 def _base(request: Request) -> str:
     base = request.app.state.settings.public_url or str(request.base_url)
     return base.rstrip("/") + "/api"
+
+
+# -- a sandbox's state snapshot and fork, Daytona's way (docs/daytona-state-snapshots-wire.md) -----------------
+class SandboxSnapshotIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
+    includeMemory: bool | None = None
+
+
+class ForkIn(BaseModel):
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/snapshot", response_model=SandboxOut)
+async def daytona_snapshot(
+    sandbox_id_or_name: str,
+    body: SandboxSnapshotIn,
+    request: Request,
+    who: Auth,
+    sandboxes: Svc,
+    states: States,
+) -> SandboxOut:
+    """`sandbox.create_snapshot(name)`: a state snapshot; answers with the (source) sandbox, as Daytona does."""
+    await asyncio.to_thread(
+        states.create, who.organization_id, sandbox_id_or_name, body.name, memory=bool(body.includeMemory)
+    )
+    return sandbox_out(sandboxes.get(who.organization_id, sandbox_id_or_name), request)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/fork", response_model=SandboxOut)
+async def daytona_fork(
+    sandbox_id_or_name: str, body: ForkIn, request: Request, who: Auth, states: States
+) -> SandboxOut:
+    """`sandbox.fork(name)`: a new sandbox with a copy of this one's files (a snapshot taken for it and dropped
+    after: the child's root is its own)."""
+    org = who.organization_id
+    tmp = f"fork-{uuid.uuid4().hex[:12]}"
+    await asyncio.to_thread(states.create, org, sandbox_id_or_name, tmp)
+    try:
+        rows = await asyncio.to_thread(states.fork, org, tmp, 1, [body.name] if body.name else None)
+    finally:
+        await asyncio.to_thread(states.delete, org, tmp)
+    return sandbox_out(rows[0], request)

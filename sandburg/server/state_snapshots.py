@@ -1,0 +1,271 @@
+"""State snapshots of sandboxes: create, list, restore in place, fork, diff, delete (docs/snapshots.md).
+
+A snapshot is an image row of kind `state` (the organization's one namespace of images, templates and
+snapshots) whose layer is a frozen btrfs snapshot of the sandbox's root (node/statesnap.py). Its `source` keeps
+what the snapshot captured besides files: the sandbox's env and settings (isolation, resources, network
+policy), labels, and its parent snapshot (the one the sandbox was made from, restored to or last snapshotted:
+lineage). Secret values are never stored: env holds only what the sandbox was created with.
+
+Atomicity: the layer is complete (snapshot, read-only, rename) before the row is written, and a layer without a
+row is garbage-collected at start-up, so a crash leaves the whole snapshot or none. Restore writes its intent
+(`restoring`, the layer key in `extra`) before touching the root; reconcile finishes it after a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .._codes import ErrorCode
+from ..node import crash, statesnap
+from ..node.errors import NodeError
+from ..node.images import LAYER_REF
+from ..node.spec import CONTAINER
+from .buildplan import ImageConfig
+from .db import Image, Sandbox, utcnow
+from .errors import ApiError
+from .schemas import CreateSandbox, NetworkPolicyIn
+
+if TYPE_CHECKING:
+    from .imageservice import ImageService
+    from .sandboxes import SandboxService
+
+log = logging.getLogger("sandburg.server")
+FORKED_FROM = "sandburg.io/forked-from"
+MAX_FORKS = 50
+
+
+class StateSnapshots:
+    def __init__(self, sandboxes: SandboxService, images: ImageService) -> None:
+        self.sandboxes = sandboxes
+        self.images = images
+        self.node = sandboxes.node
+        self.sessions = sandboxes.sessions
+
+    # -- queries ---------------------------------------------------------------------------------------------
+    def get(self, org_id: str, name: str) -> Image:
+        row = self.images.find(org_id, name)
+        if row is None or row.kind != "state":
+            raise ApiError(ErrorCode.IMAGE_NOT_FOUND, f"snapshot {name!r} not found")
+        return row
+
+    def list_states(self, org_id: str, sandbox_id: str | None = None) -> list[Image]:
+        rows = self.images.list_images(org_id, "state")
+        if sandbox_id:
+            sid = self.sandboxes.get(org_id, sandbox_id).id
+            rows = [r for r in rows if (r.source or {}).get("sandbox", {}).get("id") == sid]
+        return rows
+
+    # -- create ----------------------------------------------------------------------------------------------
+    def create(self, org_id: str, id_or_name: str, name: str, *, memory: bool = False) -> Image:
+        box = self.sandboxes.get(org_id, id_or_name)
+        if memory:
+            if box.isolation == CONTAINER:
+                raise ApiError(
+                    ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
+                    "memory snapshots need the gvisor tier (runsc checkpoint); this sandbox runs on container: "
+                    "snapshot its files with memory=False",
+                )
+            raise ApiError(
+                ErrorCode.NOT_IMPLEMENTED, "memory snapshots of gvisor sandboxes are not supported yet"
+            )
+        if self.images.find(org_id, name) is not None:
+            raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken in this organization")
+        sid = box.id
+        key = uuid.uuid4().hex
+        with self.sandboxes._lock(sid):
+            box = self.sandboxes.get(org_id, sid)
+            if box.state not in ("started", "stopped", "error"):
+                raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {box.state}")
+            t0 = time.monotonic()
+            try:
+                statesnap.capture(self.node, sid, box.isolation, key, running=box.state == "started")
+            except NodeError as exc:
+                raise ApiError(ErrorCode.RUNTIME_ERROR, f"snapshot failed: {exc}") from exc
+            crash.point("snapshot.layer")
+            extra = box.extra or {}
+            source = {
+                "sandbox": {"id": sid, "name": box.name}, "parent": extra.get("snapshot"), "image": box.image,
+                "labels": dict(box.labels or {}), "isolation": box.isolation, "cpu": box.cpu,
+                "memoryMiB": box.memory_mib, "diskMiB": box.disk_mib, "network": dict(box.network or {}),
+                "captureMs": round((time.monotonic() - t0) * 1000, 1),
+            }  # fmt: skip
+            now = utcnow()
+            row = Image(
+                id=str(uuid.uuid4()), organization_id=org_id, name=name, kind="state", state="active",
+                source=source, layer=LAYER_REF + key, layers=[key],
+                config=ImageConfig(env=dict(box.env or {})).to_json(), created_at=now, updated_at=now,
+            )  # fmt: skip
+            try:
+                with self.sessions() as s:
+                    s.add(row)
+                    s.commit()
+            except IntegrityError as exc:
+                self.node.images.layers.remove(key)
+                raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken") from exc
+            self._set_parent(sid, row.id)
+            return row
+
+    # -- restore ---------------------------------------------------------------------------------------------
+    def restore(self, org_id: str, id_or_name: str, snapshot: str) -> Sandbox:
+        """Replace the sandbox's files (and env) by the snapshot's; id, name, network policy stay. A started
+        sandbox is started again (its processes are those of a fresh start), a stopped one stays stopped."""
+        snap = self.get(org_id, snapshot)
+        assert snap.layer is not None
+        key = snap.layer[len(LAYER_REF) :]
+        sid = self.sandboxes.get(org_id, id_or_name).id
+        with self.sandboxes._lock(sid):
+            box = self.sandboxes.get(org_id, sid)
+            if box.state not in ("started", "stopped", "error"):
+                raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {box.state}")
+            was_running = box.state == "started"
+            with self.sessions() as s:  # intent first: reconcile finishes a restore a crash interrupted
+                r = s.get(Sandbox, sid)
+                assert r is not None
+                r.state = "restoring"
+                r.extra = {**(r.extra or {}), "restoring": key, "restartAfterRestore": was_running}
+                r.env = ImageConfig.from_json(snap.config).env
+                s.commit()
+            crash.point("restore.row")
+            return self.finish_restore(sid)
+
+    def finish_restore(self, sid: str) -> Sandbox:
+        """The node part of a restore (lock held, row `restoring`): stop, swap the root, start if it ran."""
+        with self.sessions() as s:
+            box = s.get(Sandbox, sid)
+        assert box is not None
+        extra = dict(box.extra or {})
+        key = str(extra["restoring"])
+        self.sandboxes._release(sid)
+        try:
+            self.node.stop(sid, box.isolation)
+            crash.point("restore.stop")
+            statesnap.restore_root(self.node, sid, key, box.disk_mib)
+            crash.point("restore.root")
+        except NodeError as exc:
+            self.sandboxes._set_state(sid, "error", f"restore failed: {exc}"[:200])
+            raise ApiError(ErrorCode.RUNTIME_ERROR, f"restore failed: {exc}") from exc
+        with self.sessions() as s:
+            r = s.get(Sandbox, sid)
+            assert r is not None
+            snap_id = next(
+                (i.id for i in s.scalars(select(Image).where(Image.layer == LAYER_REF + key))), None
+            )
+            r.extra = {k: v for k, v in extra.items() if k not in ("restoring", "restartAfterRestore")}
+            if snap_id:
+                r.extra["snapshot"] = snap_id
+            r.state = "stopped"
+            s.commit()
+        if extra.get("restartAfterRestore"):
+            return self.sandboxes.start_locked(sid)
+        return self.sandboxes._set_state(sid, "stopped")
+
+    def recover(self) -> None:
+        """At start-up: finish the restores a crash interrupted."""
+        with self.sessions() as s:
+            ids = list(s.scalars(select(Sandbox.id).where(Sandbox.state == "restoring")))
+        for sid in ids:
+            with self.sandboxes._lock(sid):
+                try:
+                    self.finish_restore(sid)
+                except ApiError as exc:
+                    log.error("finishing the restore of %s failed: %s", sid, exc.message)
+
+    # -- fork ------------------------------------------------------------------------------------------------
+    def fork(
+        self, org_id: str, snapshot: str, count: int = 1, names: list[str] | None = None,
+        isolation: str | None = None,
+    ) -> list[Sandbox]:  # fmt: skip
+        """`count` new sandboxes from the snapshot, each with its own root, name, address and hostname; the
+        snapshot's settings (isolation, resources, env, network policy, labels) unless overridden."""
+        if not 1 <= count <= MAX_FORKS:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, f"count must be between 1 and {MAX_FORKS}")
+        if names is not None and len(names) != count:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "names: one name per fork")
+        snap = self.get(org_id, snapshot)
+        src = snap.source or {}
+        base = (src.get("sandbox") or {}).get("name") or snap.name
+        tag = uuid.uuid4().hex[:6]
+        reqs = []
+        for i in range(count):
+            net = src.get("network") or {}
+            reqs.append(
+                CreateSandbox(
+                    name=names[i] if names else f"{base}-{tag}-{i + 1}"[:63],
+                    image=snap.name,
+                    isolation=isolation or src.get("isolation"),  # type: ignore[arg-type]
+                    cpu=src.get("cpu"),
+                    memoryMiB=src.get("memoryMiB"),
+                    diskMiB=src.get("diskMiB"),
+                    labels={**(src.get("labels") or {}), FORKED_FROM: snap.name[:63]},
+                    network=NetworkPolicyIn(**net) if net else None,
+                )  # fmt: skip
+            )
+        made: list[Sandbox] = []
+        errors: list[ApiError] = []
+        lock = threading.Lock()
+
+        def one(req: CreateSandbox) -> None:
+            try:
+                row = self.sandboxes.create(org_id, req)
+                self._set_parent(row.id, snap.id)
+                with lock:
+                    made.append(row)
+            except ApiError as exc:
+                with lock:
+                    errors.append(exc)
+
+        with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
+            list(pool.map(one, reqs))
+        if errors:  # all or nothing: a half-made fork is not what was asked for
+            for row in made:
+                try:
+                    self.sandboxes.delete(org_id, row.id)
+                except ApiError as exc:
+                    log.error("cleanup of fork %s failed: %s", row.id, exc)
+            raise errors[0]
+        order = {r.name: i for i, r in enumerate(reqs)}
+        return sorted(made, key=lambda r: order.get(r.name, 0))
+
+    # -- diff / delete ---------------------------------------------------------------------------------------
+    def diff(
+        self, org_id: str, old: str, new: str | None = None, sandbox: str | None = None
+    ) -> statesnap.Diff:
+        """From snapshot `old` to snapshot `new`, or to the current files of `sandbox`."""
+        a = self.get(org_id, old)
+        assert a.layer is not None
+        old_root = self.node.images.path(a.layer)
+        if new is not None:
+            b = self.get(org_id, new)
+            assert b.layer is not None
+            new_root = self.node.images.path(b.layer)
+        elif sandbox is not None:
+            new_root = self.node.root_path(self.sandboxes.get(org_id, sandbox).id)
+        else:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "diff: name another snapshot or a sandbox")
+        return statesnap.diff(old_root, new_root)
+
+    def delete(self, org_id: str, name: str) -> Image:
+        """Always safe: sandboxes and forks made from it have roots of their own (btrfs shares the extents)."""
+        row = self.get(org_id, name)
+        return self.images.delete(org_id, row.id)
+
+    def _set_parent(self, sid: str, snapshot_id: str) -> None:
+        with self.sessions() as s:
+            r = s.get(Sandbox, sid)
+            if r is not None:
+                r.extra = {**(r.extra or {}), "snapshot": snapshot_id}
+                s.commit()
+
+
+def lineage(rows: list[Image]) -> list[dict[str, Any]]:
+    """Each snapshot with its parent's name (None for a first snapshot or a deleted parent)."""
+    names = {r.id: r.name for r in rows}
+    return [{"name": r.name, "parent": names.get((r.source or {}).get("parent") or "")} for r in rows]
