@@ -19,6 +19,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from . import crash
 from .errors import RuntimeError_
 from .node import Node
 
@@ -44,10 +45,21 @@ def capture(node: Node, sid: str, isolation: str, key: str, running: bool) -> st
             # not running after all (it exited meanwhile): its root is quiet anyway
             paused = False
     try:
+        crash.point("snapshot.frozen")
         return node.images.layers.snapshot_into(node.root_path(sid), key)
     finally:
         if paused:
             rt.resume(sid)
+
+
+def thaw(node: Node, sid: str, isolation: str) -> bool:
+    """Resume a sandbox left frozen (a crash during a capture); True if it was."""
+    rt = node.runtimes[isolation]
+    st = rt.state(sid)
+    if st is not None and st.get("status") == "paused":
+        rt.resume(sid)
+        return True
+    return False
 
 
 def restore_root(node: Node, sid: str, key: str, disk_mib: int) -> None:

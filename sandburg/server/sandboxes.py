@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .._codes import ErrorCode
-from ..node import crash
+from ..node import crash, statesnap
 from ..node.errors import ImageNotFound, NodeError
 from ..node.monitor import ExitMonitor
 from ..node.netpolicy import Policy
@@ -354,6 +354,8 @@ class SandboxService(NetworkOps, BuildOps):
                 s.delete(s.get(Sandbox, sid))
                 s.commit()
             return
+        if row.state in ("started", "starting") and statesnap.thaw(self.node, sid, row.isolation):
+            log.warning("sandbox %s was left frozen by an interrupted snapshot: resumed", sid)
         running, pid = self.node.is_running(sid, row.isolation)
         if row.state in ("started", "starting"):
             if running:

@@ -231,3 +231,55 @@ def test_kill9_during_a_build_leaves_no_half_made_image(own_server):
         sb.images.delete("interrupted")
         assert os.listdir(layers) == [], os.listdir(layers)  # garbage-collected with the image
     assert_consistent(own_server)
+
+
+@pytest.mark.parametrize("step", ["snapshot.frozen", "snapshot.layer"])
+def test_crash_during_a_snapshot_leaves_the_whole_snapshot_or_none(own_server, step):
+    """kill -9 while the sandbox is frozen for the capture, or after the layer is made but before the snapshot's
+    row: no snapshot is visible, a made layer is garbage-collected at start-up, and the sandbox is healthy
+    (thawed: its processes run)."""
+    layers = os.path.join(own_server.data_dir, "store", "layers")
+    with client(own_server) as sb:
+        box = sb.create(isolation="container", image="busybox")
+        box.process.exec("echo before > /root/f")
+    crash_during(
+        own_server,
+        "snapshot.layer",
+        lambda http: http.post(f"sandbox/{box.id}/snapshots", json={"name": "half"}),
+    )
+    try:
+        with client(own_server) as sb:
+            assert [s.name for s in sb.snapshots.list()] == []
+            assert os.listdir(layers) == []
+            again = sb.get(box.id)
+            assert again.state == "started"
+            assert again.process.exec("cat /root/f").stdout == "before\n"
+            again.snapshot("whole")  # the name was never taken
+            assert [s.name for s in sb.snapshots.list()] == ["whole"]
+            sb.snapshots.delete("whole")
+    finally:
+        with client(own_server) as sb:
+            sb.get(box.id).delete()
+    assert_consistent(own_server)
+
+
+@pytest.mark.parametrize("step", ["restore.row", "restore.stop", "restore.root"])
+def test_crash_during_a_restore_finishes_it(own_server, step):
+    with client(own_server) as sb:
+        box = sb.create(isolation="container", image="busybox")
+        box.process.exec("echo snap > /root/f")
+        box.snapshot("r1")
+        box.process.exec("echo later > /root/f")
+    crash_during(
+        own_server, step, lambda http: http.post(f"sandbox/{box.id}/restore", json={"snapshot": "r1"})
+    )
+    try:
+        with client(own_server) as sb:
+            again = sb.get(box.id)
+            assert again.state == "started", again
+            assert again.process.exec("cat /root/f").stdout == "snap\n"
+    finally:
+        with client(own_server) as sb:
+            sb.get(box.id).delete()
+            sb.snapshots.delete("r1")
+    assert_consistent(own_server)
