@@ -1,4 +1,5 @@
-"""The run's output: the latency table and the density table on stdout, and the JSON results files."""
+"""The run's output: the latency, network, images, snapshots and density tables on stdout, and the JSON
+results files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from bench.density import TARGET_MIB, DensityResult
 from bench.images import IMAGE_METRICS, IMAGE_TARGETS_P50_MS, ImagesResult
 from bench.measure import DOWNLOAD_BYTES, TierResult
+from bench.snapshots import MEMORY_LABEL, SNAPSHOT_METRICS, SNAPSHOT_TARGETS_P50_MS, SnapshotsResult
 from bench.stats import (
     BASELINE_LABEL,
     METRICS,
@@ -234,6 +236,66 @@ def print_images(report: dict[str, Any], rows: list[Summary]) -> None:
         print(f"errors [images]: {len(res.errors)}, first: {res.errors[0]}")
 
 
+def snapshot_summaries(report: dict[str, Any]) -> list[tuple[int, Summary]]:
+    """(state size in MB, row) per snapshot metric, tier and size measured, in SNAPSHOT_METRICS order, then
+    tier, then size (so the sizes of one tier are next to each other); the target is on the p50."""
+    res: SnapshotsResult | None = report.get("snapshots")
+    if res is None:
+        return []
+    rows = []
+    for metric in SNAPSHOT_METRICS:
+        for tier, by_size in res.samples.get(metric, {}).items():
+            for size, samples in sorted(by_size.items(), key=lambda kv: int(kv[0])):
+                row = summarize(metric, tier, samples)
+                target = SNAPSHOT_TARGETS_P50_MS.get((metric, tier))
+                if target is not None and row.p50 is not None:
+                    row = replace(row, target_p50=target, met=row.p50 <= target)
+                rows.append((int(size), row))
+    return rows
+
+
+def print_snapshots(report: dict[str, Any], rows: list[tuple[int, Summary]]) -> None:
+    header = ["snapshots", "tier", "state", "n", "p50 ms", "p95 ms", "max ms", "target p50", "met?"]
+    lines = [
+        [SNAPSHOT_METRICS[r.metric], r.tier, f"{size} MB", str(r.n), _num(r.p50), _num(r.p95), _num(r.max)]
+        + (["-", "-"] if r.target_p50 is None else [f"≤ {r.target_p50:g} ms", "yes" if r.met else "NO"])
+        for size, r in rows
+    ]
+    res: SnapshotsResult = report["snapshots"]
+    for tier, answer in res.memory.items():  # no number: the server does not make them (yet)
+        met = "not implemented (501)" if "(501 " in answer else "n/a"
+        lines.append([MEMORY_LABEL, tier, "-", "0", "-", "-", "-", "-", met])
+    print("\n" + format_rows(header, lines, {3, 4, 5, 6}))
+    print(
+        "state = changed files in the sandbox's writable layer (bench/make_state.sh): size × 10 files of 50 KiB"
+        " and one of size / 2 MiB, random data"
+    )
+    p50 = {(r.metric, r.tier, size): r.p50 for size, r in rows if r.p50 is not None}
+    sizes = sorted({size for size, _ in rows})
+    if len(sizes) > 1:  # the promise: flat in the size of the state
+        lo, hi = sizes[0], sizes[-1]
+        for tier in dict.fromkeys(r.tier for _, r in rows):
+            parts = [
+                f"{SNAPSHOT_METRICS[m].strip()} ×{p50[(m, tier, hi)] / p50[(m, tier, lo)]:.2f}"
+                for m in SNAPSHOT_METRICS
+                if p50.get((m, tier, hi)) and p50.get((m, tier, lo))
+            ]
+            if parts:
+                print(f"p50 at {hi} MB / at {lo} MB [{tier}]: " + ", ".join(parts))
+    for tier, by_size in res.fill.items():
+        for size, f in by_size.items():
+            print(
+                f"fill [{tier} {size} MB]: {f['files']:g} files, {f['bytes'] / 1e6:.1f} MB"
+                f" (du {f['du_kib']:g} KiB) in {f['seconds']:.1f} s"
+            )
+    for tier, answer in res.memory.items():
+        print(f"memory snapshot [{tier}]: {answer}")
+    for note in res.notes:
+        print(f"note [snapshots]: {note}")
+    if res.errors:
+        print(f"errors [snapshots]: {len(res.errors)}, first: {res.errors[0]}")
+
+
 def print_latency(report: dict[str, Any], rows: list[Summary]) -> None:
     print(format_table(rows))
     print(f"\npercentiles: {PERCENTILE_METHOD}; times in ms on the client (sync SDK)")
@@ -252,7 +314,11 @@ def print_latency(report: dict[str, Any], rows: list[Summary]) -> None:
 
 
 def write_results(
-    report: dict[str, Any], rows: list[Summary], net_rows: list[RateSummary], image_rows: list[Summary]
+    report: dict[str, Any],
+    rows: list[Summary],
+    net_rows: list[RateSummary],
+    image_rows: list[Summary],
+    snapshot_rows: list[tuple[int, Summary]],
 ) -> list[Path]:
     out = dict(report)
     out["tiers"] = {
@@ -274,6 +340,9 @@ def write_results(
     images: ImagesResult | None = report.get("images")
     out["images"] = None if images is None else images.to_json()  # samples in ms, per metric and tier
     out["summary_images"] = [r.to_json() for r in image_rows]
+    snapshots: SnapshotsResult | None = report.get("snapshots")
+    out["snapshots"] = None if snapshots is None else snapshots.to_json()  # ms per metric, tier and size (MB)
+    out["summary_snapshots"] = [{"size_mb": size, **r.to_json()} for size, r in snapshot_rows]
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(out, indent=2, ensure_ascii=False) + "\n"
     paths = [RESULTS / f"{report['started_utc'].replace('-', '').replace(':', '')}.json"]
@@ -282,6 +351,7 @@ def write_results(
         any(r.n for r in rows)
         or any(r.n for r in net_rows)
         or any(r.n for r in image_rows)
+        or any(r.n for _, r in snapshot_rows)
         or any(d.create_ms for d in report["density"].values())
     )
     if not report.get("aborted") and measured:

@@ -1,11 +1,12 @@
 """sandburg benchmark: create→first exec, create, first exec, delete and exec round trip, per isolation tier;
 throughput of an HTTP download through an allowed connection; then density: N concurrent creates/deletes and
 the idle memory of N sandboxes (bench/density.py); images: a cold build, `sandburg up`, a pull and creates
-from the pulled image (bench/images.py). Every sandbox has networking on, with an allowlist policy.
+from the pulled image (bench/images.py); snapshots: snapshot, restore, fork of 1 and of 10 with 20 and 200 MB
+of changed files (bench/snapshots.py). Every sandbox has networking on, with an allowlist policy.
 
     .venv/bin/python bench/run.py [--runs 30] [--exec-runs 300] [--net-runs 5] [--tiers container,gvisor]
                                   [--quick] [--no-density] [--density-count 20] [--idle-seconds 60]
-                                  [--no-images] [--image-runs 5]
+                                  [--no-images] [--image-runs 5] [--no-snapshots] [--snapshot-runs 5]
                                   [--budget 900] [--api-url URL --api-key KEY]
 
 Starts its own server (`python -m sandburg.server`) on a throwaway data dir under the test root, and a fake
@@ -61,11 +62,14 @@ from bench.report import (  # noqa: E402
     print_density,
     print_images,
     print_latency,
+    print_snapshots,
     print_throughput,
+    snapshot_summaries,
     summaries,
     throughput_summaries,
     write_results,
 )
+from bench.snapshots import SIZES_MB, SnapshotsBench, SnapshotsResult  # noqa: E402
 from bench.stats import PERCENTILE_METHOD  # noqa: E402
 from sandburg import Sandburg  # noqa: E402
 
@@ -97,6 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--image-runs", type=int, help="cold builds and `sandburg up` calls (default 5, --quick 2)"
     )
+    ap.add_argument(
+        "--snapshots", action=argparse.BooleanOptionalAction, default=True, help="state snapshots pass"
+    )
+    ap.add_argument(
+        "--snapshot-runs",
+        type=int,
+        help="snapshots, restores and forks of 1 per tier and size (default 5, --quick 2)",
+    )
     ap.add_argument("--budget", type=float, default=900, help="global time budget in seconds (default 900)")
     ap.add_argument("--api-url", help="bench this running server instead of starting one")
     ap.add_argument("--api-key", help="its API key (default: SANDBURG_API_KEY / credentials.json)")
@@ -107,13 +119,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.density_count = args.density_count if args.density_count is not None else (4 if args.quick else 20)
     args.idle_seconds = args.idle_seconds if args.idle_seconds is not None else (5 if args.quick else 60)
     args.image_runs = args.image_runs if args.image_runs is not None else (2 if args.quick else 5)
+    args.snapshot_runs = args.snapshot_runs if args.snapshot_runs is not None else (2 if args.quick else 5)
     args.tiers = [t.strip() for t in args.tiers.split(",") if t.strip()]
     bad = [t for t in args.tiers if t not in TIERS]
     if bad or not args.tiers:
         ap.error(f"--tiers takes a subset of {','.join(TIERS)}, got {bad or 'nothing'}")
     if not 1 <= args.density_count <= 200 or not 0 <= args.idle_seconds <= 3600:
         ap.error("--density-count takes 1..200, --idle-seconds 0..3600")
-    for name in ("runs", "exec_runs", "warmup", "exec_warmup", "net_runs", "net_warmup", "image_runs"):
+    for name in (
+        "runs",
+        "exec_runs",
+        "warmup",
+        "exec_warmup",
+        "net_runs",
+        "net_warmup",
+        "image_runs",
+        "snapshot_runs",
+    ):
         if getattr(args, name) < 0:
             ap.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.budget <= 0:
@@ -162,6 +184,10 @@ def run_bench(
             images.run(
                 report["images"], args.image_runs, max(5, args.runs), args.tiers, allowed_addr is not None
             )
+        if args.snapshots:  # 200 MB sandboxes and snapshots: btrfs work left behind too, before density
+            report["snapshots"] = SnapshotsResult()
+            snapshots = SnapshotsBench(sb, budget, labels, log, report["run_id"])
+            snapshots.run(report["snapshots"], args.snapshot_runs, args.tiers)
         # after every latency phase: a burst of creates and deletes leaves work behind (btrfs cleaner)
         density = Density(target, budget, labels, log)
         for tier in args.tiers if args.density else []:
@@ -284,10 +310,11 @@ def with_server(
 
 
 def measured(report: dict[str, Any]) -> list[Any]:
-    """Every result of the run that keeps its own errors: tiers, density passes, the host baseline, images."""
+    """Every result of the run that keeps its own errors: tiers, density passes, the host baseline, images,
+    snapshots."""
     base = [report["host_baseline"]] if report.get("host_baseline") is not None else []
-    images = [report["images"]] if report.get("images") is not None else []
-    return [*report["tiers"].values(), *report["density"].values(), *base, *images]
+    phases = [report[k] for k in ("images", "snapshots") if report.get(k) is not None]
+    return [*report["tiers"].values(), *report["density"].values(), *base, *phases]
 
 
 def note_neighbours(report: dict[str, Any], exclude: set[int], when: str) -> None:
@@ -328,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
             "idle_seconds": args.idle_seconds,
             "images": args.images,
             "image_runs": args.image_runs,
+            "snapshots": args.snapshots,
+            "snapshot_runs": args.snapshot_runs,
+            "snapshot_sizes_mb": list(SIZES_MB),
             "budget_s": args.budget,
             "quick": args.quick,
             "client": "sandburg sync SDK (Sandburg), timings with time.perf_counter on the client",
@@ -338,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "density": {},
         "host_baseline": None,
         "images": None,
+        "snapshots": None,
         "errors": [],
         "warnings": [],
         "aborted": False,
@@ -371,11 +402,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = summaries(report)
     net_rows = throughput_summaries(report)
     image_rows = image_summaries(report)
+    snapshot_rows = snapshot_summaries(report)
     print_latency(report, rows)
     if net_rows:
         print_throughput(report, net_rows)
     if report["images"] is not None:
         print_images(report, image_rows)
+    if report["snapshots"] is not None:
+        print_snapshots(report, snapshot_rows)
     if report["density"]:
         print_density(report["density"])
     if any(r.errors for r in measured(report)):
@@ -393,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
     if "log_tail" in report["server"]:
         print("server log (tail):\n" + report["server"]["log_tail"])
-    for path in write_results(report, rows, net_rows, image_rows):
+    for path in write_results(report, rows, net_rows, image_rows, snapshot_rows):
         print(f"wrote {path.relative_to(ROOT)}")
     return status
 

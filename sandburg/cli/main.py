@@ -25,6 +25,7 @@ from ..specfile import SpecError
 from . import git as git_cli
 from . import image as image_cli
 from . import net as net_cli
+from . import snapshot as snapshot_cli
 from . import up as up_cli
 from .cp import copy, split_location
 
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     net_cli.add_parsers(sub)
     up_cli.add_parsers(sub)
     image_cli.add_parsers(sub)
+    snapshot_cli.add_parsers(sub)
 
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
@@ -313,6 +315,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         return up_cli.run(args, sb)
     elif cmd == "image":
         return image_cli.run(args, sb)
+    elif cmd == "snapshot":
+        return snapshot_cli.run(args, sb, now)
     elif cmd == "shell":
         from . import shell
 

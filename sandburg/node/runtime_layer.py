@@ -33,6 +33,26 @@ STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
 AGENT_SRC = os.path.join(os.path.dirname(os.path.dirname(__file__)), "agent")
 
 
+_AS_USER = (
+    "import grp,os,pwd,sys\n"
+    "u,_,g=sys.argv[1].partition(':')\n"
+    "e=None if u.isdigit() else pwd.getpwnam(u)\n"
+    "uid=int(u) if e is None else e.pw_uid\n"
+    "gid=(int(g) if g.isdigit() else grp.getgrnam(g).gr_gid) if g else (e.pw_gid if e else uid)\n"
+    "os.setgroups([]);os.setgid(gid);os.setuid(uid)\n"
+    "os.execv(sys.argv[2],sys.argv[2:])\n"
+)
+
+
+def as_user_argv(user: str, argv: list[str]) -> list[str]:
+    """`argv` run as `user` (`name`, `uid`, `name:group` or `uid:gid`, as Docker's USER), through the layer's own
+    Python: the image may have no su, runuser or setpriv (a build step's USER must not depend on them)."""
+    return [
+        f"{MOUNT_POINT}/lib/ld-linux-x86-64.so.2", "--library-path", f"{MOUNT_POINT}/lib",
+        f"{MOUNT_POINT}/bin/python3", "-E", "-s", "-S", "-c", _AS_USER, user, *argv,
+    ]  # fmt: skip
+
+
 def agent_argv() -> list[str]:
     """The sandbox's process: tini as PID 1 (reaps orphans, forwards signals) running the agent."""
     return [

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import IO
 from .._codes import ErrorCode
 from ..node.agent_client import AgentClientError
 from ..node.node import Node
+from ..node.runtime_layer import as_user_argv
 from .buildplan import ImageConfig, Mirrors, Plan, Resolved, Step, commands
 from .errors import ApiError
 from .schemas import CreateSandbox, NetworkPolicyIn
@@ -140,9 +140,10 @@ class Builder:
             if step.kind == "run":
                 which = f" [{j}/{len(cmds)}] {cmd!r}"
                 out.write(f"==> [{j}/{len(cmds)}] $ {cmd}\n")
-            if cfg.user not in ("", "root", "0"):
-                cmd = f"runuser -u {shlex.quote(cfg.user)} -- /bin/sh -c {shlex.quote(cmd)}"
-            code = asyncio.run(self._exec(sid, cmd, cfg, stdin, out))
+            argv = None
+            if cfg.user not in ("", "root", "0", "0:0"):  # USER: the step runs as that user, as in Docker
+                argv = as_user_argv(cfg.user, ["/bin/sh", "-c", cmd])
+            code = asyncio.run(self._exec(sid, cmd, argv, cfg, stdin, out))
             if code != 0:
                 raise BuildFailed(
                     ErrorCode.IMAGE_BUILD_FAILED,
@@ -150,14 +151,16 @@ class Builder:
                     + _hint(code),
                 )
 
-    async def _exec(self, sid: str, cmd: str, cfg: ImageConfig, stdin: bytes | None, out: IO[str]) -> int:
+    async def _exec(
+        self, sid: str, cmd: str, argv: list[str] | None, cfg: ImageConfig, stdin: bytes | None, out: IO[str]
+    ) -> int:
         agent = self.node.agent(sid)
         workdir = cfg.workdir or "/"
         try:
             # the workdir may not exist yet (WORKDIR creates it, as in Docker)
-            await agent.exec(argv=["mkdir", "-p", workdir], timeout=30)
+            await agent.mkdir(workdir, parents=True)  # through the agent: the image may have no mkdir
             async with agent.exec_stream(
-                cmd, cwd=workdir, env=cfg.env or None, timeout=self.step_timeout, stdin=stdin is not None,
+                None if argv else cmd, argv=argv, cwd=workdir, env=cfg.env or None, timeout=self.step_timeout, stdin=stdin is not None,
                 max_output=1 << 40,
             ) as proc:  # fmt: skip
                 if stdin is not None:

@@ -124,3 +124,33 @@ def test_bad_spec_exits_2(cli, tmp_path):
     spec.write_text("name: x\nports: [0]\n")
     r = cli("up", "-f", str(spec))
     assert r.returncode == 2 and f"{spec}:2: ports:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_up_from_a_registry_reference(cli, sb, tmp_path, oci):
+    """`image:` naming a registry reference: pulled once (then reused), built on, and run. The image's USER
+    (1000:1000) applies to the setup step, as in Docker, though the image has no su or runuser."""
+    name = f"up-{uuid.uuid4().hex[:10]}"
+    spec = tmp_path / "sandburg.yaml"
+    spec.write_text(
+        f"name: {name}\nimage: {oci.ref}\nisolation: container\nsetup: ['echo from-setup > /home/user/out']\n"
+        "env: {MODE: oci}\n"
+    )
+    try:
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert f"==> pull {oci.ref}" in r.stdout, r.stdout
+        box = sb.get(name)
+        r = box.process.exec("read x < /home/user/out; echo $x; ls -ln /home/user/out; echo $MODE $GREETING")
+        lines = r.stdout.splitlines()
+        assert lines[0] == "from-setup" and lines[1].split()[2:4] == ["1000", "1000"], r.stdout
+        assert lines[2] == "oci hi=there", r.stdout
+        spec.write_text(spec.read_text().replace("MODE: oci", "MODE: oci2"))
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 0 and "==> pull" not in r.stdout, r.stdout  # the pulled base is reused
+    finally:
+        cli("down", "-f", str(spec))
+        for n in (f"up/{name}", oci.ref.split("/", 1)[1]):
+            try:
+                sb.images.delete(n)
+            except Exception:  # noqa: BLE001 - already gone is fine
+                pass
