@@ -286,7 +286,8 @@ def print_snapshots(report: dict[str, Any], rows: list[tuple[int, Summary]]) -> 
         for size, f in by_size.items():
             print(
                 f"fill [{tier} {size} MB]: {f['files']:g} files, {f['bytes'] / 1e6:.1f} MB"
-                f" (du {f['du_kib']:g} KiB) in {f['seconds']:.1f} s"
+                f" (du {f['du_kib']:g} KiB) in {f['seconds']:.1f} s; server-side captureMs of the first"
+                f" snapshot after it {f.get('first_capture_ms', 0):.1f}"
             )
     for tier, answer in res.memory.items():
         print(f"memory snapshot [{tier}]: {answer}")

@@ -14,7 +14,7 @@ EXPECTED = {
     "timeout": ("DaytonaProcessExecutionTimeoutError", 408),
     "stopped_exec": ("DaytonaConflictError", 409),
 }
-NOT_YET = ("archive", "preview", "resize", "snapshots", "volumes", "secrets", "ssh", "update_env")
+NOT_YET = ("archive", "preview", "resize", "pause", "volumes", "secrets", "ssh", "update_env")
 
 
 def test_sdk_exception_types(run_script: RunScript) -> None:

@@ -34,7 +34,7 @@ with cleanup(daytona) as made:
     out["archive"] = catch(lambda: box.archive())
     out["preview"] = catch(lambda: box.create_signed_preview_url(8080))
     out["resize"] = catch(lambda: box.resize(__import__("daytona").Resources(cpu=1)))
-    out["snapshots"] = catch(lambda: daytona.snapshot.list())
+    out["pause"] = catch(lambda: box.pause())
     out["volumes"] = catch(lambda: daytona.volume.list())
     out["secrets"] = catch(
         lambda: daytona.create(

@@ -59,13 +59,16 @@ with cleanup(daytona) as made:
     )
     made.append(sized)
     out["sized"] = {"snapshot": sized.snapshot, "cpu": sized.cpu, "memory": sized.memory, "disk": sized.disk}
-    out["build_image"] = catch(
-        lambda: daytona.create(
-            CreateSandboxFromImageParams(image="busybox", labels=TEST_LABEL).model_copy(
-                update={"image": __import__("daytona").Image.base("busybox").run_commands("echo hi")}
-            )
+    built = daytona.create(
+        CreateSandboxFromImageParams(
+            image=__import__("daytona").Image.base("busybox").run_commands("echo hi > /hi"), labels=TEST_LABEL
         )
     )
+    made.append(built)
+    out["build_image"] = {
+        "state": str(built.state.value),
+        "hi": built.process.exec("cat /hi", timeout=30).result.strip(),
+    }
 
     # get by id and by name
     by_id, by_name = daytona.get(full.id), daytona.get(name)
