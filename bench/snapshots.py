@@ -11,6 +11,7 @@ done) the children of every snapshot of the run are found by the label the serve
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ SCRIPT_IN_BOX = "/tmp/make_state.sh"
 STATE_DIR = "/workspace/bench-state"  # in the root: what a snapshot captures
 FILL_TIMEOUT_S = 600
 FORK_MANY = 10
+FORK_WAIT_S = 60  # the cleanup waits at most this long for the children of a fork the client gave up on
 FORKED_FROM = "sandburg.io/forked-from"  # the label the server puts on a fork's children (value ≤ 63 chars)
 FILL_RE = re.compile(r"^files (\d+) bytes (\d+) kib (\d+)$", re.M)
 
@@ -84,6 +86,7 @@ class SnapshotsBench:
         self.boxes: list[Sandbox] = []  # made, not yet deleted
         self.snapshots: list[str] = []  # made or being made, not yet deleted
         self.forked: set[str] = set()  # snapshots forked from: their children are found by label
+        self.inflight: dict[str, int] = {}  # snapshot -> children of a fork call that did not return
 
     def run(
         self, res: SnapshotsResult, runs: int, tiers: list[str], sizes: tuple[int, ...] = SIZES_MB
@@ -255,8 +258,14 @@ class SnapshotsBench:
         self.forked.add(snapshot)
         children: list[Sandbox] = []
         try:
+            self.inflight[snapshot] = count
             t0 = now()
-            children = self.sb.fork(snapshot, count)
+            try:
+                children = self.sb.fork(snapshot, count)
+            except APIError:  # the server answered: a fork is all or nothing, no child was left
+                self.inflight.pop(snapshot)
+                raise
+            self.inflight.pop(snapshot)
             list(pool.map(self._exec_true, children))  # concurrently: each child is an independent sandbox
             elapsed = now() - t0
             if len(children) != count:
@@ -292,7 +301,7 @@ class SnapshotsBench:
         """Every fork child of a snapshot of this run, every sandbox, then every snapshot."""
         for snapshot in sorted(self.forked):
             try:
-                self._delete_boxes(self.sb.list(labels={FORKED_FROM: snapshot[:63]}))
+                self._delete_children(snapshot, self.inflight.pop(snapshot, 0))
                 self.forked.discard(snapshot)
             except Exception as exc:
                 res.errors.append(f"cleanup: children of {snapshot}: {type(exc).__name__}: {exc}")
@@ -307,6 +316,23 @@ class SnapshotsBench:
                 self._delete_snapshot(name)
             except Exception as exc:
                 res.errors.append(f"cleanup: delete snapshot {name}: {type(exc).__name__}: {exc}")
+
+    def _delete_children(self, snapshot: str, expected: int) -> None:
+        """Delete the sandboxes forked from ``snapshot``. A fork the client gave up on (Ctrl-C, a timeout) goes
+        on in the server, whose children are listed only once created: wait for ``expected`` of them."""
+        deadline = time.monotonic() + FORK_WAIT_S
+        deleted = 0
+        while True:
+            children = self.sb.list(labels={FORKED_FROM: snapshot[:63]})
+            self._delete_boxes(children)
+            deleted += len(children)
+            if deleted >= expected:
+                return
+            if time.monotonic() > deadline:
+                raise SnapshotBenchError(
+                    f"{deleted} of the {expected} children of an interrupted fork listed"
+                )
+            time.sleep(0.5)
 
     def check_left(self, res: SnapshotsResult) -> None:
         try:
