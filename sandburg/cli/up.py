@@ -1,17 +1,18 @@
 """``sandburg up [-f FILE]`` and ``sandburg down [-f FILE]``: make the sandbox a ``sandburg.yaml`` describes.
 
 Design: the sandbox is found by the spec's ``name``; its ``sandburg.io/spec`` label holds the
-:meth:`Spec.digest <sandburg.specfile.Spec.digest>` it was built from. ``up`` on a started sandbox with the same
-digest does nothing (one GET, plus one per preview URL); any difference (spec, a copied file, or the sandbox
-not running) deletes it and builds it again: create, copy ``files``, run ``setup``. There is no in-place
-update: a sandbox built from a spec is always one that a fresh build would give.
+:meth:`Spec.digest <sandburg.specfile.Spec.digest>` it was made from. ``up`` on a started sandbox with the same
+digest does nothing (one GET, plus one per preview URL). Otherwise it builds the image ``up/<name>`` from the
+spec (docs/images.md: ``packages`` apt/pip/npm, ``files``, ``setup``, ``env``, each a cached layer, so only what
+changed is built again), then replaces the sandbox by a new one from that image. There is no in-place update: a
+sandbox made from a spec is always one that a fresh build would give.
 
-Safety: the digest label is set only once every step succeeded, so a build interrupted half-way never looks
-up to date; a failed step deletes the sandbox. A sandbox of that name not made by ``up`` (no
-``sandburg.io/up`` label) is never deleted or replaced. Spec fields not supported yet (``packages``,
-``volumes``, ``secrets``) are refused before anything is created or deleted.
+Safety: the old sandbox is deleted only after the build succeeded; a failed step leaves it as it was (and the
+build sandbox is removed by the server). A sandbox of that name not made by ``up`` (no ``sandburg.io/up``
+label) is never deleted or replaced. Spec fields not supported yet (``volumes``, ``secrets``) are refused
+before anything is built, created or deleted.
 
-Exit codes: 0 done, 1 a server error or a failed setup step, 2 a bad spec (:class:`SpecError`, reported by
+Exit codes: 0 done, 1 a server error or a failed build step, 2 a bad spec (:class:`SpecError`, reported by
 ``main``).
 """
 
