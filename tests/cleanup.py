@@ -24,22 +24,24 @@ def stale_dirs() -> list[str]:
 
 
 def stale_fake_internets() -> list[str]:
-    """Namespaces of tests/_support/fakenet.py (sbfake-<pid>) whose test run died."""
+    """Namespaces of tests/_support/fakenet.py (sbfake-<pid>-<n>) whose test run died."""
     try:
         names = os.listdir("/run/netns")
     except FileNotFoundError:
         return []
-    return [
-        n
-        for n in names
-        if n.startswith("sbfake-") and n[7:].isdigit() and not os.path.exists(f"/proc/{n[7:]}")
-    ]
+    out = []
+    for n in names:
+        pid, _, k = n.removeprefix("sbfake-").partition("-")
+        if n.startswith("sbfake-") and pid.isdigit() and k.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            out.append(n)
+    return out
 
 
 def main() -> None:
     for ns in stale_fake_internets():
         subprocess.run(["ip", "netns", "del", ns], check=False)
-        subprocess.run(["ip", "link", "del", f"sbf{ns[7:]}"[:15]], capture_output=True, check=False)
+        pid, _, k = ns.removeprefix("sbfake-").partition("-")
+        subprocess.run(["ip", "link", "del", f"sbf{pid}x{k}"[:15]], capture_output=True, check=False)
         print(f"removed stale fake internet {ns}")
     for name in stale_dirs():
         problems = destroy(os.path.join(TEST_ROOT, name), f"sandburg-test/{name}")

@@ -14,6 +14,7 @@ builds install comes from there, never from a public registry.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -61,13 +62,19 @@ class FakeNet:
         assert r.returncode == 0, f"the host cannot reach the fake internet: curl exit {r.returncode}"
 
 
+_starts = itertools.count()
+
+
 def _run(*argv: str) -> None:
     subprocess.run(argv, check=True, capture_output=True)
 
 
 def start() -> FakeNet:
-    n = os.getpid() % 250 + 1
-    net = FakeNet(netns=f"sbfake-{os.getpid()}", veth=f"sbf{os.getpid()}"[:15], prefix=f"198.18.{n}")
+    # unique per start, not only per process: `pytest tests` runs the e2e session's and the integration tests'
+    # fake internets in one process, at the same time
+    pid, k = os.getpid(), next(_starts)
+    n = (pid + 97 * k) % 250 + 1
+    net = FakeNet(netns=f"sbfake-{pid}-{k}", veth=f"sbf{pid}x{k}"[:15], prefix=f"198.18.{n}")
     try:
         _run("ip", "netns", "add", net.netns)
         _run("ip", "link", "add", net.veth, "type", "veth", "peer", "name", "eth0", "netns", net.netns)

@@ -54,7 +54,8 @@ def count_sandboxes(http: httpx.Client) -> int:
         ({"unknownField": 1}, 400, "VALIDATION_ERROR"),
         ({"env": {"A=B": "x"}}, 400, "VALIDATION_ERROR"),
         # Daytona's SDK sends `FROM <image>` for an image by name: only a real build is not there yet
-        ({"buildInfo": {"dockerfileContent": "FROM busybox\nRUN echo hi"}}, 501, "NOT_IMPLEMENTED"),
+        ({"buildInfo": {"dockerfileContent": 'FROM busybox\nCOPY ["a", "/a"]'}}, 501, "NOT_IMPLEMENTED"),
+        ({"buildInfo": {"dockerfileContent": "FROM busybox\nVOLUME /data"}}, 400, "VALIDATION_ERROR"),
         ({"buildInfo": {"dockerfileContent": "FROM x"}}, 404, "IMAGE_NOT_FOUND"),
         ({"secrets": [{"TOKEN": "name"}]}, 501, "NOT_IMPLEMENTED"),
     ],

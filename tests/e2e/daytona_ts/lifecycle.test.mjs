@@ -95,14 +95,14 @@ describe('create', () => {
     assert.match(r.result, /^BusyBox/);
   });
 
-  test('an Image built by the SDK (Image.base(...).runCommands) is refused, nothing is left behind', async () => {
+  test('an Image built by the SDK (Image.base(...).runCommands) is built, then run', async () => {
     const name = uniqueName('ts-img');
-    const e = await rejectsWith(
-      createBox({ name, snapshot: undefined, image: Image.base(IMAGE).runCommands('echo hi') }),
-      DaytonaError,
+    const box = await createBox(
+      { name, snapshot: undefined, image: Image.base(IMAGE).runCommands('echo built > /built') },
+      { timeout: 300 },
     );
-    assert.equal(e.statusCode, 501, e.message);
-    await rejectsWith(daytona.get(name), DaytonaNotFoundError);
+    assert.equal(box.state, 'started');
+    assert.equal((await box.process.executeCommand('cat /built')).result, 'built\n');
   });
 });
 
