@@ -321,7 +321,11 @@ class SandboxService(NetworkOps, BuildOps):
             rows = list(s.scalars(select(Sandbox)))
         for row in rows:
             try:
-                if self.net and row.ip and row.state not in ("creating", "destroying"):
+                if (
+                    self.net
+                    and row.ip
+                    and row.state not in ("creating", "destroying", "pending_build", "build_failed")
+                ):
                     # the rules survive a server restart; re-applying them keeps them in step with the store
                     policy = Policy.from_json(row.network)
                     self.net.apply(

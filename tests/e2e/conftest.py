@@ -109,3 +109,20 @@ def make_box(sb: Sandburg, request: pytest.FixtureRequest) -> Iterator[Callable[
         ) as exc:  # already deleted by the test is fine; anything else is reported by the leak check
             if "not found" not in str(exc).lower():
                 print(f"cleanup of {box.id} failed: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _leak_trace(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With SANDBURG_LEAK_TRACE=<file>: after each test, host state of sandboxes the API no longer lists is
+    written to that file with the test's name (finds which test leaked what the session check reports)."""
+    yield
+    path = os.environ.get("SANDBURG_LEAK_TRACE")
+    if not path or "server" not in request.fixturenames:
+        return
+    srv: ServerProcess = request.getfixturevalue("server")
+    with Sandburg(api_url=srv.api_url, api_key=srv.api_key) as client:
+        known = {b.id for b in client.list()}
+    extra = node_for(srv.data_dir, srv.cgroup_parent).inventory().ids() - known
+    if extra:
+        with open(path, "a") as fh:
+            fh.write(f"{request.node.nodeid}: {sorted(extra)}\n")

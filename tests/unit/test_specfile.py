@@ -50,7 +50,7 @@ def test_full_example():
     assert (spec.cpu, spec.memory_mib, spec.disk_mib) == (2, 4096, 10240)
     assert spec.env == {"LOG_LEVEL": "info"} and spec.setup == ("pip install -e /workspace/app",)
     assert set(spec.pending) == {"volumes", "secrets"}
-    assert spec.pending["secrets"] == ["OPENAI_API_KEY"] and spec.lines["packages"] == 7
+    assert spec.pending["secrets"] == ["OPENAI_API_KEY"] and spec.lines["packages"] == 8
     assert spec.packages == Packages(
         apt=("postgresql-client", "chromium"), pip=("requests", "playwright"), npm=("typescript",)
     )

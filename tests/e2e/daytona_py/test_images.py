@@ -19,5 +19,6 @@ def test_images_and_snapshots(run_script: RunScript, oci: OciFixture) -> None:
     assert snap["content"].startswith("tpl-") and snap["activate"] == "active" and snap["deleted"], snap
     assert out["pulled"]["state"] == "active" and "bin" in out["pulled"]["ls"], out["pulled"]
     assert "exit 9" in out["failing"]["message"], out["failing"]
+    assert out["build_failed_listed"] == 1
     assert "not supported yet" in out["copy"]["message"], out["copy"]
     assert "no-such-image" in out["not_found"]["message"], out["not_found"]

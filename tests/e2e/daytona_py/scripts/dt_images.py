@@ -22,6 +22,7 @@ from daytona import (
     CreateSnapshotParams,
     Daytona,
     Image,
+    ListSandboxesQuery,
 )
 
 registry_ref = sys.argv[1]
@@ -121,5 +122,15 @@ with cleanup(daytona) as made:
             CreateSandboxFromImageParams(image=Image.base("no-such-image:1"), labels=TEST_LABEL), timeout=60
         )
     )
+
+    # a failed build leaves its sandbox `build_failed` (as in Daytona: the user deletes it)
+    failed = [
+        s
+        for s in daytona.list(ListSandboxesQuery(labels=TEST_LABEL))
+        if str(getattr(s.state, "value", s.state)) == "build_failed"
+    ]
+    out["build_failed_listed"] = len(failed)
+    for s in failed:
+        daytona.delete(s)
 
 emit(out)
