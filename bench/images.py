@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.density import deferred_sigint
-from bench.measure import MAX_CONSECUTIVE_FAILURES, NETWORK, Budget, ms, now
+from bench.measure import NETWORK, Budget, ms, now, run_loop
 from sandburg import ImageInUseError, ImageNotFoundError, SandboxNotFoundError, Sandburg
 from sandburg.cli.up import _allow, _steps
 from sandburg.specfile import load_spec
@@ -104,21 +104,7 @@ class ImagesBench:
                 shutil.rmtree(work, ignore_errors=True)
 
     def _loop(self, res: ImagesResult, phase: str, count: int, step: Callable[[int], None]) -> None:
-        failures = 0
-        for i in range(count):
-            if self.budget.expired():
-                res.notes.append(f"{phase}: time budget spent after {i} of {count}")
-                return
-            try:
-                step(i)
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                res.errors.append(f"{phase} #{i}: {type(exc).__name__}: {exc}")
-                self.log(f"  ! {phase} #{i}: {type(exc).__name__}: {exc}")
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    res.notes.append(f"{phase}: abandoned after {failures} failures in a row")
-                    return
+        run_loop(self.budget, self.log, res.errors, res.notes, phase, count, step)
 
     # -- cold build ---------------------------------------------------------------------------------------
     def cold_build_phase(self, res: ImagesResult, runs: int) -> None:

@@ -14,6 +14,31 @@ from sandburg import Sandbox, Sandburg
 
 IMAGE = "debian-12"
 MAX_CONSECUTIVE_FAILURES = 3
+
+
+def run_loop(
+    budget: Budget, log: Callable[[str], None], errors: list[str], notes: list[str], phase: str, count: int,
+    step: Callable[[int], None],
+) -> None:  # fmt: skip
+    """Call `step(i)` for i < count while the time budget lasts; a failure is recorded and the loop goes on,
+    until MAX_CONSECUTIVE_FAILURES in a row abandon the phase (every phase of the bench loops this way)."""
+    failures = 0
+    for i in range(count):
+        if budget.expired():
+            notes.append(f"{phase}: time budget spent after {i} of {count}")
+            return
+        try:
+            step(i)
+            failures = 0
+        except Exception as exc:  # a benchmark reports failures, it does not stop at the first
+            failures += 1
+            errors.append(f"{phase} #{i}: {type(exc).__name__}: {exc}")
+            log(f"  ! {phase} #{i}: {type(exc).__name__}: {exc}")
+            if failures >= MAX_CONSECUTIVE_FAILURES:
+                notes.append(f"{phase}: abandoned after {failures} failures in a row")
+                return
+
+
 # every sandbox of the bench has networking on, with a realistic allowlist policy: one name of the fake
 # internet (tests/_support/fakenet.py), which the server resolves through it (SANDBURG_DNS_UPSTREAM)
 ALLOWED_HOST = "allowed.test"
@@ -142,21 +167,7 @@ class Bench:
         }
 
     def _loop(self, res: TierResult, phase: str, count: int, step: Callable[[int], None]) -> None:
-        failures = 0
-        for i in range(count):
-            if self.budget.expired():
-                res.notes.append(f"{phase}: time budget spent after {i} of {count}")
-                return
-            try:
-                step(i)
-                failures = 0
-            except Exception as exc:  # a benchmark reports failures, it does not stop at the first
-                failures += 1
-                res.errors.append(f"{phase} #{i}: {type(exc).__name__}: {exc}")
-                self.log(f"  ! {phase} #{i}: {type(exc).__name__}: {exc}")
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    res.notes.append(f"{phase}: abandoned after {failures} failures in a row")
-                    return
+        run_loop(self.budget, self.log, res.errors, res.notes, phase, count, step)
 
     def create_phase(self, res: TierResult, warmup: int, runs: int) -> None:
         tier = res.tier

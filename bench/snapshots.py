@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.density import deferred_sigint
-from bench.measure import IMAGE, MAX_CONSECUTIVE_FAILURES, NETWORK, Budget, ms, now
+from bench.measure import IMAGE, NETWORK, Budget, ms, now, run_loop
 from bench.stats import percentile
 from sandburg import APIError, ImageNotFoundError, Sandbox, SandboxNotFoundError, Sandburg
 
@@ -115,21 +115,7 @@ class SnapshotsBench:
                 self.check_left(res)
 
     def _loop(self, res: SnapshotsResult, phase: str, count: int, step: Callable[[int], None]) -> None:
-        failures = 0
-        for i in range(count):
-            if self.budget.expired():
-                res.notes.append(f"{phase}: time budget spent after {i} of {count}")
-                return
-            try:
-                step(i)
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                res.errors.append(f"{phase} #{i}: {type(exc).__name__}: {exc}")
-                self.log(f"  ! {phase} #{i}: {type(exc).__name__}: {exc}")
-                if failures >= MAX_CONSECUTIVE_FAILURES:
-                    res.notes.append(f"{phase}: abandoned after {failures} failures in a row")
-                    return
+        run_loop(self.budget, self.log, res.errors, res.notes, phase, count, step)
 
     def _name(self, tier: str, size: int, what: str) -> str:
         return f"bench-{self.run_id}/{tier}-{size}mb-{what}"

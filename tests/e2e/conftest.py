@@ -7,6 +7,8 @@ a finalizer, and the session ends by checking that nothing of it is left on the 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +88,20 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
         base_url=server.api_url + "/", headers={"Authorization": f"Bearer {server.api_key}"}, timeout=120
     ) as client:
         yield client
+
+
+@pytest.fixture
+def cli(server: ServerProcess) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`cli("up", "-f", path)`: the `sandburg` CLI as a subprocess against the session's server."""
+    env = dict(os.environ, SANDBURG_API_URL=server.api_url, SANDBURG_API_KEY=server.api_key)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sandburg.cli.main", *args], env=env, capture_output=True, text=True,
+            timeout=300,
+        )  # fmt: skip
+
+    return run
 
 
 @pytest.fixture

@@ -8,31 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
 
 from sandburg import ImageNotFoundError, Sandburg
 from tests._support.registry import write_docker_archive
-
-
-@pytest.fixture
-def cli(server):
-    env = dict(os.environ, SANDBURG_API_URL=server.api_url, SANDBURG_API_KEY=server.api_key)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sandburg.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    return run
 
 
 @pytest.fixture

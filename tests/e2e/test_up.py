@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from sandburg import SandboxNotFoundError, Sandburg
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture
-def cli(server):
-    env = dict(os.environ, SANDBURG_API_URL=server.api_url, SANDBURG_API_KEY=server.api_key)
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sandburg.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    return run
 
 
 def copy_example(tmp_path: Path, example: str) -> tuple[Path, str]:
