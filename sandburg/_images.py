@@ -117,13 +117,23 @@ def _name(name: str) -> str:
     return "/".join(core.path_segment(p, "image name") for p in name.split("/"))
 
 
+def is_reference(name: str) -> bool:
+    """`host[:port]/repo[:tag]` (or `docker://...`): a registry reference rather than a name of the server."""
+    ref = name.removeprefix("docker://")
+    host, slash, _rest = ref.partition("/")
+    return bool(slash) and ("." in host or ":" in host or host == "localhost")
+
+
+def is_local(reference: str) -> bool:
+    """A registry on this host: plain HTTP is allowed for it (tests, a local cache)."""
+    host = reference.removeprefix("docker://").split("/", 1)[0].rsplit(":", 1)[0]
+    return host in ("localhost", "127.0.0.1", "[::1]")
+
+
 def default_name(reference: str) -> str:
-    """`registry:5000/team/app:1` → `team/app:1` (the registry host dropped)."""
+    """`registry:5000/team/app:1` → `team/app:1`: how a pulled image is named (the registry host dropped)."""
     ref = reference.removeprefix("docker://")
-    first, _, rest = ref.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return rest
-    return ref
+    return ref.partition("/")[2] if is_reference(ref) else ref
 
 
 class Images:

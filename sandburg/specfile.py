@@ -106,7 +106,7 @@ class Spec:
         h = hashlib.sha256(json.dumps(self.normalized(), sort_keys=True, default=str).encode())
         for copy in self.files:
             root = os.path.join(base_dir, copy.source)
-            for rel, path in _walk(root):
+            for rel, path in regular_files(root):
                 mode = stat.S_IMODE(os.lstat(path).st_mode)
                 h.update(f"\0{copy.source}\0{rel}\0{mode:o}\0".encode())
                 with open(path, "rb") as f:
@@ -114,8 +114,9 @@ class Spec:
         return h.hexdigest()
 
 
-def _walk(root: str) -> list[tuple[str, str]]:
-    """The regular files under ``root`` (or ``root`` itself), sorted; symlinks are skipped, as upload does."""
+def regular_files(root: str) -> list[tuple[str, str]]:
+    """``(relative path, path)`` of the regular files under ``root`` (or ``root`` itself), sorted; symlinks are
+    skipped, as upload does. What the digest hashes, and what ``up`` packs into a build context."""
     if not os.path.isdir(root):
         return [(".", root)]
     found = []

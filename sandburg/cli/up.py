@@ -29,8 +29,8 @@ from typing import Any, Final
 
 from .._client import Sandbox, Sandburg
 from .._errors import ImageBuildFailedError, ImageNotFoundError, SandboxNotFoundError
-from .._images import default_name
-from ..specfile import PENDING_FIELDS, Spec, SpecError, load_spec
+from .._images import default_name, is_local
+from ..specfile import PENDING_FIELDS, Spec, SpecError, load_spec, regular_files
 
 __all__ = ["SPEC_LABEL", "UP_LABEL", "add_parsers", "run"]
 
@@ -158,10 +158,8 @@ def _base_image(sb: Sandburg, image: str) -> str:
             return name
     except ImageNotFoundError:
         pass
-    host = image.removeprefix("docker://").split("/", 1)[0]
-    insecure = host.split(":")[0] in ("localhost", "127.0.0.1")
     _say(f"==> pull {image}")
-    sb.images.pull(image, name=name, insecure=insecure, on_log=_show_log)
+    sb.images.pull(image, name=name, insecure=is_local(image), on_log=_show_log)
     return name
 
 
@@ -191,14 +189,7 @@ def _steps(sb: Sandburg, spec: Spec, base_dir: str) -> list[dict[str, Any]]:
 
 
 def _tar_dir(root: str) -> bytes:
-    files = []
-    for d, dirs, names in os.walk(root):
-        dirs.sort()
-        for n in sorted(names):
-            p = os.path.join(d, n)
-            if stat.S_ISREG(os.lstat(p).st_mode):  # symlinks are skipped, as `sandburg cp` does
-                files.append((os.path.relpath(p, root).replace(os.sep, "/"), p))
-    return _tar_files(files)
+    return _tar_files(regular_files(root))  # symlinks are skipped, as `sandburg cp` does
 
 
 def _tar_files(files: list[tuple[str, str]]) -> bytes:

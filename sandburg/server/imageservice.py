@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .._codes import ErrorCode
+from .._images import default_name, is_local, is_reference
 from ..node import ociimage
 from ..node.errors import ImageError, ImagePullError, NodeError, UnsafeImageError
 from ..node.images import LAYER_REF, finish_rootfs
@@ -37,25 +38,6 @@ from .db import Image, utcnow
 from .errors import ApiError
 
 log = logging.getLogger("sandburg.server")
-
-
-def is_reference(name: str) -> bool:
-    """`host[:port]/repo[:tag]` (or `docker://...`): a registry reference rather than a name of this server."""
-    ref = name.removeprefix("docker://")
-    host, slash, _rest = ref.partition("/")
-    return bool(slash) and ("." in host or ":" in host or host == "localhost")
-
-
-def is_local(reference: str) -> bool:
-    """A registry on this host: plain HTTP is allowed (tests, a local cache)."""
-    host = reference.removeprefix("docker://").split("/", 1)[0].rsplit(":", 1)[0]
-    return host in ("localhost", "127.0.0.1", "[::1]")
-
-
-def default_name(reference: str) -> str:
-    """`registry:5000/team/app:1` → `team/app:1`: how a pulled base is named in the organization."""
-    ref = reference.removeprefix("docker://")
-    return ref.partition("/")[2] if is_reference(ref) else ref
 
 
 KINDS = ("image", "template", "state")
@@ -213,16 +195,10 @@ class ImageService:
                     f"image {image!r} not found: name an image of this server ({', '.join(self.builtins())}, or "
                     "one built or pulled here) or a registry reference (host/repository:tag)",
                 )
-            row = self._claim(org_id, name, "template", {**src, "pull": image})
-            log_path = os.path.join(self.logs_dir, row.id + ".log")
-            with open(log_path, "w", encoding="utf-8") as fh:
-                fh.write(f"pull of {image}\n")
-
-            def fetch(layout: str) -> str:
-                return ociimage.pull(image, layout, tls_verify=not is_local(image))
-
-            self._spawn(row.id, log_path, lambda: self._unpack(row.id, log_path, fetch))
-            return self.get(org_id, row.id)
+            return self._start_unpack(
+                org_id, name, "template", {**src, "pull": image}, f"pull of {image}",
+                lambda layout: ociimage.pull(image, layout, tls_verify=not is_local(image)),
+            )  # fmt: skip
         ref, cfg = self.resolve(org_id, alias)
         if entrypoint:
             cfg = replace(cfg, entrypoint=tuple(entrypoint))
@@ -234,23 +210,13 @@ class ImageService:
         return self.get(org_id, row.id)
 
     def pull(self, org_id: str, name: str, reference: str, *, tls_verify: bool = True) -> Image:
-        row = self._claim(org_id, name, "image", {"pull": reference})
-        log_path = os.path.join(self.logs_dir, row.id + ".log")
-        with open(log_path, "w", encoding="utf-8") as fh:
-            fh.write(f"pull of {reference}\n")
-
-        def fetch(layout: str) -> str:
-            return ociimage.pull(reference, layout, tls_verify=tls_verify)
-
-        self._spawn(row.id, log_path, lambda: self._unpack(row.id, log_path, fetch))
-        return self.get(org_id, row.id)
+        return self._start_unpack(
+            org_id, name, "image", {"pull": reference}, f"pull of {reference}",
+            lambda layout: ociimage.pull(reference, layout, tls_verify=tls_verify),
+        )  # fmt: skip
 
     def import_archive(self, org_id: str, name: str, archive: str) -> Image:
         """Import an OCI-layout or docker-archive tarball (already on disk; removed afterwards)."""
-        row = self._claim(org_id, name, "image", {"import": os.path.basename(archive)})
-        log_path = os.path.join(self.logs_dir, row.id + ".log")
-        with open(log_path, "w", encoding="utf-8") as fh:
-            fh.write("import of an uploaded archive\n")
 
         def fetch(layout: str) -> str:
             try:
@@ -258,6 +224,23 @@ class ImageService:
             finally:
                 os.unlink(archive)
 
+        source = {"import": os.path.basename(archive)}
+        return self._start_unpack(org_id, name, "image", source, "import of an uploaded archive", fetch)
+
+    def _start_unpack(
+        self,
+        org_id: str,
+        name: str,
+        kind: str,
+        source: dict[str, Any],
+        header: str,
+        fetch: Callable[[str], str],
+    ) -> Image:
+        """Claim `name`, then fetch (into an OCI layout) and unpack in the background; returns the row."""
+        row = self._claim(org_id, name, kind, source)
+        log_path = os.path.join(self.logs_dir, row.id + ".log")
+        with open(log_path, "w", encoding="utf-8") as fh:
+            fh.write(header + "\n")
         self._spawn(row.id, log_path, lambda: self._unpack(row.id, log_path, fetch))
         return self.get(org_id, row.id)
 

@@ -26,9 +26,14 @@ def service(request: Request) -> SandboxService:
 Svc = Annotated[SandboxService, Depends(service)]
 
 
-def toolbox_url(request: Request) -> str:
+def api_base(request: Request) -> str:
+    """The API's base URL as clients reach it: the configured public URL, else the one this request came in on."""
     base = request.app.state.settings.public_url or str(request.base_url)
-    return base.rstrip("/") + "/api/toolbox"
+    return base.rstrip("/") + "/api"
+
+
+def toolbox_url(request: Request) -> str:
+    return api_base(request) + "/toolbox"
 
 
 def to_out(row: Sandbox, request: Request) -> SandboxOut:

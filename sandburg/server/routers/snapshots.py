@@ -25,7 +25,7 @@ from ..errors import ApiError
 from ..imageservice import ImageService
 from ..schemas import BuildInfoIn, SandboxOut
 from .images import Images, stream_log
-from .sandbox import Auth, Svc
+from .sandbox import Auth, Svc, api_base
 from .sandbox import to_out as sandbox_out
 from .state_snapshots import States
 
@@ -148,7 +148,7 @@ def create_snapshot(body: CreateSnapshotIn, who: Auth, svc: Images) -> SnapshotO
 @router.get("/snapshots/{id_or_name:path}/build-logs-url", response_model=UrlOut)
 def snapshot_logs_url(id_or_name: str, request: Request, who: Auth, svc: Images) -> UrlOut:
     row = _template(svc, who.organization_id, id_or_name)
-    return UrlOut(url=_base(request) + f"/snapshots/{row.id}/build-logs")
+    return UrlOut(url=api_base(request) + f"/snapshots/{row.id}/build-logs")
 
 
 @router.get("/snapshots/{id_or_name:path}/build-logs", response_class=StreamingResponse)
@@ -188,7 +188,7 @@ def delete_snapshot(id_or_name: str, who: Auth, svc: Images) -> Response:
 @router.get("/sandbox/{sandbox_id_or_name}/build-logs-url", response_model=UrlOut)
 def sandbox_logs_url(sandbox_id_or_name: str, request: Request, who: Auth, sandboxes: Svc) -> UrlOut:
     row = sandboxes.get(who.organization_id, sandbox_id_or_name)
-    return UrlOut(url=_base(request) + f"/sandbox/{row.id}/build-logs")
+    return UrlOut(url=api_base(request) + f"/sandbox/{row.id}/build-logs")
 
 
 @router.get("/sandbox/{sandbox_id_or_name}/build-logs", response_class=StreamingResponse)
@@ -202,18 +202,13 @@ def sandbox_logs(
     return stream_log(svc, who.organization_id, img, follow)
 
 
-def _base(request: Request) -> str:
-    base = request.app.state.settings.public_url or str(request.base_url)
-    return base.rstrip("/") + "/api"
-
-
 # -- a sandbox's state snapshot and fork, Daytona's way (docs/daytona-state-snapshots-wire.md) -----------------
 class SandboxSnapshotIn(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
     includeMemory: bool | None = None
 
 
-class ForkIn(BaseModel):
+class DaytonaForkIn(BaseModel):
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -235,7 +230,7 @@ async def daytona_snapshot(
 
 @router.post("/sandbox/{sandbox_id_or_name}/fork", response_model=SandboxOut)
 async def daytona_fork(
-    sandbox_id_or_name: str, body: ForkIn, request: Request, who: Auth, states: States
+    sandbox_id_or_name: str, body: DaytonaForkIn, request: Request, who: Auth, states: States
 ) -> SandboxOut:
     """`sandbox.fork(name)`: a new sandbox with a copy of this one's files (a snapshot taken for it and dropped
     after: the child's root is its own)."""
