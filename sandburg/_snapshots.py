@@ -43,6 +43,7 @@ class _SnapshotFields:
     settings: dict[str, Any] = field(default_factory=dict)
     capture_ms: float | None = None
     created_at: datetime | None = None
+    memory: bool = False  # gvisor: running processes and memory were captured too
 
     @staticmethod
     def fields_from_json(d: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class _SnapshotFields:
             "id": str(d["id"]), "name": str(d["name"]), "sandbox_id": d.get("sandboxId"),
             "sandbox_name": d.get("sandboxName"), "parent": d.get("parent"), "env": dict(d.get("env") or {}),
             "settings": dict(d.get("settings") or {}), "capture_ms": d.get("captureMs"),
-            "created_at": datetime.fromisoformat(created) if isinstance(created, str) else None,
+            "memory": bool(d.get("memory")), "created_at": datetime.fromisoformat(created) if isinstance(created, str) else None,
         }  # fmt: skip
 
 

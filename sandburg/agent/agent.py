@@ -7,7 +7,10 @@ each module import costs gofer round trips, so the agent imports only builtin/C 
 or subprocess, which pull in enum, re and collections (about 9 ms more on the host, a multiple under gVisor).
 
 Configuration: SANDBURG_AGENT_SOCKET (default /.sandburg/run/agent.sock), SANDBURG_WORKDIR (default /workspace).
-One thread per connection, one operation at a time on a connection. SIGTERM/SIGINT: kill running commands, exit 0.
+With SANDBURG_AGENT_TCP=<port> and SANDBURG_AGENT_TOKEN=<hex> it listens on 0.0.0.0:<port> instead (the gVisor
+tier: a socket bound on a host path makes `runsc checkpoint` fail, a TCP listener in gVisor's netstack is saved
+and restored with the sandbox), and a connection must begin with the token's bytes or is closed unanswered; the
+socket's directory stays the run dir (session logs). One thread per connection, one operation at a time on a connection. SIGTERM/SIGINT: kill running commands, exit 0.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ else:  # run as a script: sys.path[0] is this directory and the sandburg package
     import tree
 
 DEFAULT_SOCKET = "/.sandburg/run/agent.sock"
+FAMILY = _socket.AF_UNIX  # AF_INET when listening on TCP (main)
+TOKEN = b""  # what a TCP connection must send first
 DEFAULT_WORKDIR = "/workspace"
 _STOP_SIGNALS = {_signal.SIGTERM, _signal.SIGINT}
 _SCRUBBED = ("PYTHONHOME", "PYTHONPATH")  # and every SANDBURG_*: the agent's settings are not the sandbox's
@@ -45,7 +50,34 @@ def op_ping(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object])
     return {"ok": True, "version": P.VERSION, "pid": os.getpid()}
 
 
-OPS = {"ping": op_ping, "exec": execute.op_exec, "write_file": files.op_write_file, "read_file": files.op_read_file,
+def op_open_deleted(sock: _socket.socket, reader: P.FrameReader, req: dict[str, object]) -> dict[str, object]:
+    """Files that processes hold open after they were deleted, on the filesystems the host serves (the root and
+    /.sandburg): gVisor cannot checkpoint those (docs/snapshots.md), so the host asks before a memory snapshot."""
+    devs = set()
+    for mp in ("/", "/.sandburg", sessions.RUN_DIR):
+        try:
+            devs.add(os.stat(mp).st_dev)
+        except OSError:
+            pass
+    found: list[str] = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid == str(os.getpid()):
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.endswith(" (deleted)") and os.stat(f"/proc/{pid}/fd/{fd}").st_dev in devs:
+                    found.append(f"pid {pid}: {target}")
+            except OSError:
+                continue
+    return {"ok": True, "files": found[:20]}
+
+
+OPS = {"ping": op_ping, "open_deleted": op_open_deleted, "exec": execute.op_exec, "write_file": files.op_write_file, "read_file": files.op_read_file,
        "list": files.op_list, "stat": files.op_stat}  # fmt: skip
 OPS.update({"mkdir": tree.op_mkdir, "delete": tree.op_delete, "move": tree.op_move, "chmod": tree.op_chmod,
             "chown": tree.op_chown, "find": search.op_find, "search": search.op_search, "replace": search.op_replace})  # fmt: skip
@@ -77,10 +109,34 @@ def _answer(sock: _socket.socket, reader: P.FrameReader, payload: bytes) -> dict
         return files.error_result("BAD_REQUEST", str(exc))
 
 
+def _authenticated(sock: _socket.socket) -> bool:
+    """Read the connection's first len(TOKEN) bytes (5 s at most) and compare them in constant time."""
+    got = b""
+    sock.settimeout(5)
+    try:
+        while len(got) < len(TOKEN):
+            chunk = sock.recv(len(TOKEN) - len(got))
+            if not chunk:
+                return False
+            got += chunk
+    except OSError:
+        return False
+    finally:
+        sock.settimeout(None)
+    diff = 0
+    for a, b in zip(got, TOKEN, strict=True):
+        diff |= a ^ b
+    return diff == 0
+
+
 def _serve(fd: int) -> None:
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+    sock = _socket.socket(FAMILY, _socket.SOCK_STREAM, 0, fd)
     reader = P.FrameReader(sock)
     try:
+        if TOKEN:
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)  # small frames: no Nagle delay
+            if not _authenticated(sock):
+                return
         while (f := reader.read()) is not None:
             if f[0] in (P.STDIN, P.SIGNAL):
                 continue  # sent for a command that ended meanwhile (the client had not seen its R yet)
@@ -117,7 +173,7 @@ def _log(msg: str) -> None:
 
 def _refuse(fd: int) -> None:
     """Answer a connection that cannot get a thread with PIDS_LIMIT_REACHED (its request stays unread)."""
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
+    sock = _socket.socket(FAMILY, _socket.SOCK_STREAM, 0, fd)
     try:
         sock.settimeout(1)
         err = files.error_result("PIDS_LIMIT_REACHED", "the sandbox is at its process limit; try again later")
@@ -147,6 +203,7 @@ def _accept_loop(srv: _socket.socket) -> None:
 
 
 def main() -> None:
+    global FAMILY, TOKEN
     environ = os.environ
     path = environ.get("SANDBURG_AGENT_SOCKET") or DEFAULT_SOCKET
     sessions.RUN_DIR = os.path.dirname(path)
@@ -164,12 +221,23 @@ def main() -> None:
     _signal.pthread_sigmask(_signal.SIG_BLOCK, _STOP_SIGNALS)
     # The first warm shell starts now, so its start-up (~45 ms under gVisor) overlaps the agent's own.
     _thread.start_new_thread(execute.spawn_warm, ())
-    srv = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        os.unlink(path)  # a stale socket from a previous run
-    except FileNotFoundError:
-        pass
-    srv.bind(path)
+    port = environ.get("SANDBURG_AGENT_TCP")
+    if port:
+        FAMILY, TOKEN = _socket.AF_INET, environ.get("SANDBURG_AGENT_TOKEN", "").encode()
+        if len(TOKEN) < 32:
+            _log("SANDBURG_AGENT_TOKEN must have at least 32 characters")
+            os._exit(2)
+        srv = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+        srv.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        srv.bind(("0.0.0.0", int(port)))
+        path = ""
+    else:
+        srv = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            os.unlink(path)  # a stale socket from a previous run
+        except FileNotFoundError:
+            pass
+        srv.bind(path)
     srv.listen(128)
     _thread.start_new_thread(_accept_loop, (srv,))
     _signal.sigwait(_STOP_SIGNALS)
@@ -181,10 +249,11 @@ def main() -> None:
             os.unlink(tmp)  # no partial upload is left behind
         except OSError:
             pass
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
     os._exit(0)
 
 

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import errno
 import json
-import os
 import socket
-import stat
 import time
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass, replace
@@ -31,6 +28,9 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ..agent import protocol as P
+from .agent_endpoint import Endpoint, connect_nofollow, endpoint_of
+
+__all__ = ["Endpoint", "connect_nofollow"]  # re-exported: callers connect through this module
 
 StreamName = Literal["stdout", "stderr"]
 DEFAULT_MAX_OUTPUT = 10 << 20
@@ -173,10 +173,11 @@ def _field(res: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
 
 
 class AgentClient:
-    """Client of the toolbox agent listening on `socket_path`; keeps up to `max_idle` idle connections."""
+    """Client of the toolbox agent at `endpoint` (a socket path or an Endpoint); keeps up to `max_idle` idle
+    connections."""
 
-    def __init__(self, socket_path: str, max_idle: int = 4) -> None:
-        self.socket_path = socket_path
+    def __init__(self, endpoint: str | Endpoint, max_idle: int = 4) -> None:
+        self.endpoint = endpoint_of(endpoint)
         self.max_idle = max_idle
         self._idle: builtins.list[_Conn] = []
         self._closed = False
@@ -197,11 +198,11 @@ class AgentClient:
                 return conn
             conn.abort()
         try:
-            sock = connect_nofollow(self.socket_path, timeout=5.0)
+            sock = self.endpoint.connect(timeout=5.0)
             sock.setblocking(False)
-            reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_STREAM_LIMIT)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=_STREAM_LIMIT)
         except OSError as exc:
-            raise AgentUnavailable(f"cannot connect to the agent at {self.socket_path}: {exc}") from exc
+            raise AgentUnavailable(f"cannot connect to the agent at {self.endpoint}: {exc}") from exc
         return _Conn(reader, writer)
 
     def _release(self, conn: _Conn) -> None:
@@ -269,6 +270,12 @@ class AgentClient:
     async def ping(self) -> dict[str, Any]:
         """`{ok, version, pid}` of the agent."""
         return await self._call(_request("ping"))
+
+    async def open_deleted(self) -> builtins.list[str]:
+        """Deleted files still held open on the host-served filesystems ("pid N: path"; at most 20)."""
+        res = await self._call(_request("open_deleted"))
+        files = _field(res, "files", builtins.list)
+        return [str(f)[:4096] for f in files[:20]]
 
     def pty(
         self, *, cols: int = 80, rows: int = 24, cwd: str | None = None, env: dict[str, str] | None = None
@@ -628,18 +635,19 @@ class ExecStream:
             self._conn = None
 
 
-def wait_ready(socket_path: str, timeout: float) -> dict[str, Any]:
-    """Block until the agent at `socket_path` answers a ping (retrying every ~1 ms); its ping result.
+def wait_ready(endpoint: str | Endpoint, timeout: float) -> dict[str, Any]:
+    """Block until the agent at `endpoint` answers a ping (retrying every ~1 ms); its ping result.
 
     Raises AgentUnavailable after `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
     last: BaseException | None = None
     ping = P.frame(P.REQUEST, _request("ping"))
+    where = endpoint_of(endpoint)
     while (remaining := deadline - time.monotonic()) > 0:
         sock: socket.socket | None = None
         try:
-            sock = connect_nofollow(socket_path, timeout=remaining)
+            sock = where.connect(timeout=remaining)
             sock.sendall(ping)
             frame = P.FrameReader(sock).read()
             if frame is not None and frame[0] == P.RESULT:
@@ -653,27 +661,4 @@ def wait_ready(socket_path: str, timeout: float) -> dict[str, Any]:
             if sock is not None:
                 sock.close()
         time.sleep(0.001)
-    raise AgentUnavailable(f"the agent at {socket_path} did not answer within {timeout:g} s: {last}")
-
-
-def connect_nofollow(path: str, timeout: float) -> socket.socket:
-    """Connect to the Unix socket at `path`, refusing anything that is not a socket there (e.g. a symlink).
-
-    The directory holding the agent's socket is writable from inside the sandbox: a process there could replace
-    the socket with a symlink to some host socket. Opening the path with O_PATH|O_NOFOLLOW, checking that it is a
-    socket, and connecting through /proc/self/fd/N makes the host talk to that very inode or to nothing.
-    """
-    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-            raise OSError(errno.ENOTSOCK, f"{path} is not a socket")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(max(timeout, 0.001))
-            sock.connect(f"/proc/self/fd/{fd}")
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    finally:
-        os.close(fd)
+    raise AgentUnavailable(f"the agent at {where} did not answer within {timeout:g} s: {last}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import secrets
 import shutil
 import stat
 import threading
@@ -18,12 +19,15 @@ from dataclasses import dataclass, field, replace
 
 from . import cgroups, crash, idmap, priv, reaper, rootfs, runtime_layer
 from .agent_client import AgentClient, AgentUnavailable, wait_ready
+from .agent_endpoint import AGENT_PORT, Endpoint
 from .errors import AgentStartError, BundleError, MountError, NetworkError, NodeError, RuntimeError_
 from .images import ImageConfig, ImageStore
 from .net import NetConfig, Network
 from .oci import OciRuntime, pid_alive, runc, runsc, wait_pid_exit
 from .spec import CONTAINER, GVISOR, BundlePaths, SandboxSpec, build_config
 from .store import Store
+
+AGENT_TOKEN_FILE = "agent.token"  # in a checkpoint image's directory: the token its agent holds
 
 
 @dataclass
@@ -64,7 +68,7 @@ class Node:
         self.bundles_dir = os.path.join(cfg.data_dir, "sandboxes")
         self.runtimes: dict[str, OciRuntime] = {
             CONTAINER: runc(os.path.join(cfg.data_dir, "runc")),
-            GVISOR: runsc(os.path.join(cfg.data_dir, "runsc"), network="host" if cfg.net else "none"),
+            GVISOR: runsc(os.path.join(cfg.data_dir, "runsc"), network="sandbox" if cfg.net else "none"),
         }
         self.net = Network(cfg.net) if cfg.net else None
         self.layer = ""
@@ -106,44 +110,55 @@ class Node:
         )
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def create(self, spec: SandboxSpec) -> int:
-        """Make the sandbox's root and run it; return the runtime's host pid. Undone by delete() on failure."""
+    def create(self, spec: SandboxSpec, memory: str = "", run_layer: str = "") -> int:
+        """Make the sandbox's root and run it; return the runtime's host pid. Undone by delete() on failure.
+        `memory`, `run_layer`: a gvisor memory snapshot's checkpoint image and run-dir layer (a memory fork:
+        its processes are restored; hostname and /etc/hosts stay the parent's, as the restored kernel state)."""
         image = self.images.path(spec.image)
         root = self.root_path(spec.id)
+        if run_layer and not self.store.is_subvolume(self.run_path(spec.id)):
+            # open session logs must be where the restored processes left them
+            self.store.snapshot(self.images.layers.require(run_layer), self.run_path(spec.id),
+                                limit_bytes=self.cfg.run_limit_bytes)  # fmt: skip
         if not self.store.is_subvolume(root):
             # The sandbox's root: a writable snapshot of the image, capped at its disk size (5 ms, no copy).
             self.store.snapshot(image, root, limit_bytes=spec.disk_mib * 1024 * 1024)
             # Name resolution of its own hostname (sudo, many tools), written once into the sandbox's own root.
             hosts = f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{spec.hostname}\n"
-            rootfs.write_file(root, "etc/hosts", hosts.encode())
-            rootfs.write_file(root, "etc/hostname", (spec.hostname + "\n").encode())
+            if not memory:
+                rootfs.write_file(root, "etc/hosts", hosts.encode())
+                rootfs.write_file(root, "etc/hostname", (spec.hostname + "\n").encode())
             if self.net and spec.ip:
                 # DNS goes to the node's resolver on the gateway, which answers only names the policy allows
                 resolv = f"nameserver {self.net.cfg.gateway}\noptions ndots:0 timeout:2 attempts:2\n"
                 rootfs.write_file(root, "etc/resolv.conf", resolv.encode())
         crash.point("create.subvolume")
-        self._ensure_run_dir(spec)
+        self._ensure_run_dir(spec, keep_sessions=bool(memory))
         if self.net and spec.ip:
             # the rules first: the sandbox's first packet already meets its policy
             self.net.set_policy(spec.id, spec.ip, spec.policy)
         crash.point("create.network")
-        return self.start(spec, _creating=True)
+        return self.start(spec, _creating=True, memory=memory)
 
-    def start(self, spec: SandboxSpec, _creating: bool = False) -> int:
-        """Run an existing sandbox root (after create or stop); return the runtime's host pid."""
+    def start(self, spec: SandboxSpec, _creating: bool = False, memory: str = "") -> int:
+        """Run an existing sandbox root (after create or stop); return the runtime's host pid. `memory`: the path
+        of a checkpoint image (gvisor) whose processes to restore instead of booting (statesnap.py)."""
         rt = self.runtimes[spec.isolation]
         st = rt.state(spec.id)
-        if st and st.get("status") == "running" and pid_alive(int(st.get("pid", 0))):
+        if st and st.get("status") == "running" and pid_alive(int(st.get("pid", 0))) and not memory:
             self.agent_ready(spec.id)
             return int(st["pid"])
         if st:
             rt.delete(spec.id, force=True)  # a stopped/created leftover from a crash
-        self._ensure_run_dir(spec)
+        self._ensure_run_dir(spec, keep_sessions=bool(memory))
         if self.net and spec.ip and spec.isolation == GVISOR:
+            # before every run and restore: runsc moves the address and route from eth0 into its netstack
             self.net.plug(spec.id, spec.ip)
-            spec = replace(spec, netns=self.net.netns_path(spec.id))
+            token = self._agent_token(spec.id, memory)
+            spec = replace(spec, netns=self.net.netns_path(spec.id), agent_token=token)
+            self._write_endpoint(spec.id, Endpoint(host=spec.ip, port=AGENT_PORT, token=token))
         elif self.net and spec.isolation == GVISOR:
-            # runsc runs with --network=host on this node: without a namespace of its own it would get the host's
+            # without a namespace of its own runsc's netstack would refuse to start (or see the host's)
             raise NetworkError("a gVisor sandbox on a networked node needs an address", path=spec.id)
         bundle, paths = self._write_bundle(spec)
         if _creating:
@@ -155,7 +170,8 @@ class Node:
         sock = os.path.join(paths.run_dir, "agent.sock")
         if os.path.lexists(sock):
             os.unlink(sock)
-        pid = rt.run(spec.id, bundle, os.path.join(bundle, "agent.log"))
+        log = os.path.join(bundle, "agent.log")
+        pid = rt.restore(spec.id, bundle, memory, log) if memory else rt.run(spec.id, bundle, log)
         if _creating:
             crash.point("create.runtime")
         try:
@@ -187,13 +203,14 @@ class Node:
     def agent_ready(self, sid: str) -> None:
         _, paths = self.bundle_paths(sid)
         try:
-            wait_ready(self._socket_path(sid), self.cfg.agent_start_timeout)
+            wait_ready(self.agent_endpoint(sid), self.cfg.agent_start_timeout)
         except AgentUnavailable as exc:
             log = os.path.join(os.path.dirname(paths.run_dir), "agent.log")
             raise AgentStartError("the toolbox agent did not come up", path=log, detail=_tail(log)) from exc
 
     def stop(self, sid: str, isolation: str) -> None:
         """Stop the sandbox's processes and release its runtime resources; keep its root and bundle."""
+        self._drop_agent(sid)  # its pooled connections die with it (over TCP nothing would tell the host)
         rt = self.runtimes[isolation]
         st = rt.state(sid)
         if st is not None:
@@ -248,7 +265,7 @@ class Node:
         with self._agents_lock:
             client = self._agents.get(sid)
             if client is None:
-                client = self._agents[sid] = AgentClient(self._socket_path(sid))
+                client = self._agents[sid] = AgentClient(self.agent_endpoint(sid))
             return client
 
     def _drop_agent(self, sid: str) -> None:
@@ -257,9 +274,32 @@ class Node:
         if client is not None:
             client.close_threadsafe()
 
-    def _socket_path(self, sid: str) -> str:
-        _, paths = self.bundle_paths(sid)
-        return os.path.join(paths.run_dir, "agent.sock")
+    def agent_endpoint(self, sid: str) -> Endpoint:
+        """TCP with a token for a networked gVisor sandbox (written at its start), else the run dir's socket."""
+        bundle, paths = self.bundle_paths(sid)
+        try:
+            with open(os.path.join(bundle, "agent.json")) as fh:
+                return Endpoint(**json.load(fh))
+        except FileNotFoundError:
+            return Endpoint(path=os.path.join(paths.run_dir, "agent.sock"))
+
+    def _write_endpoint(self, sid: str, ep: Endpoint) -> None:
+        bundle, _ = self.bundle_paths(sid)
+        os.makedirs(bundle, mode=0o700, exist_ok=True)
+        tmp = os.path.join(bundle, "agent.json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"host": ep.host, "port": ep.port, "token": ep.token}, fh)
+        os.replace(tmp, os.path.join(bundle, "agent.json"))
+
+    def _agent_token(self, sid: str, memory: str) -> str:
+        """The token a restored agent already holds (saved next to its checkpoint image), else the sandbox's own
+        (made at its first start, kept across restarts)."""
+        if memory:
+            with open(os.path.join(memory, AGENT_TOKEN_FILE)) as fh:
+                return fh.read().strip()
+        ep = self.agent_endpoint(sid)
+        return ep.token or secrets.token_hex(16)
 
     # -- inventory and garbage collection ---------------------------------------------------------------------
     def inventory(self) -> Inventory:
@@ -307,7 +347,7 @@ class Node:
             raise BundleError("writing the bundle failed", path=bundle, detail=exc.strerror) from exc
         return bundle, paths
 
-    def _ensure_run_dir(self, spec: SandboxSpec) -> None:
+    def _ensure_run_dir(self, spec: SandboxSpec, keep_sessions: bool = False) -> None:
         run = self.run_path(spec.id)
         if not self.store.is_subvolume(run):
             self.store.create_subvolume(run)
@@ -316,8 +356,10 @@ class Node:
         owner = spec.uid_base if spec.isolation == CONTAINER else 0
         os.chown(run, owner, owner)
         os.chmod(run, 0o700)
-        # sessions do not outlive their processes: a (re)started sandbox begins without stale ones
-        shutil.rmtree(os.path.join(run, "sessions"), ignore_errors=True)
+        # sessions do not outlive their processes: a (re)started sandbox begins without stale ones (a restored
+        # checkpoint has its processes back, and their open session logs)
+        if not keep_sessions:
+            shutil.rmtree(os.path.join(run, "sessions"), ignore_errors=True)
 
     def _mount_root(self, spec: SandboxSpec, target: str) -> None:
         if priv.is_mountpoint(target):

@@ -18,17 +18,37 @@ from .errors import RuntimeError_
 
 RUNSC_FLAGS = [
     "--overlay2=none",  # writes go to the sandbox's btrfs root (the default keeps them in a memory overlay)
-    "--host-uds=create",  # lets the agent create its socket in the bind-mounted run dir
 ]
+# --network=sandbox: gVisor's own netstack on the veth of the namespace the node made (net.py). The agent
+# listens on TCP inside it (agent_endpoint.py), and established connections are reset by a checkpoint instead of
+# making it fail.
+RUNSC_SANDBOX_NET = ["--network=sandbox", "--net-disconnect-ok", *RUNSC_FLAGS]
+# --network=none (a node without networking): the agent's socket is created in the bind-mounted run dir.
+RUNSC_NO_NET = ["--network=none", *RUNSC_FLAGS, "--host-uds=create"]
+# runsc refuses netstack "in the root network namespace", and decides it is there when
+# /proc/sys/net/core/rmem_default is accessible, which on this kernel it is in every namespace. The commands that
+# set up a sandbox's network run in a private mount namespace where /proc/sys/net is an empty tmpfs; the sandbox's
+# processes keep that view, which they never use (netstack has its own settings). docs/gvisor-checkpoint.md (G1).
+NETNS_MASK = [
+    "unshare", "-m", "--propagation", "private", "sh", "-c",
+    'mount -t tmpfs -o size=4k,mode=555 sbnetmask /proc/sys/net && exec "$@"', "sh",
+]  # fmt: skip
 
 
 class OciRuntime:
     """One runtime binary with its state root."""
 
-    def __init__(self, binary: str, state_root: str, global_flags: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        state_root: str,
+        global_flags: list[str] | None = None,
+        wrap: list[str] | None = None,
+    ) -> None:
         self.binary = binary
         self.state_root = state_root
         self.global_flags = global_flags or []
+        self.wrap = wrap or []  # prefix of the commands that set up the network (run, restore)
 
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", self.state_root, *self.global_flags, *args]
@@ -51,14 +71,22 @@ class OciRuntime:
 
     def run(self, cid: str, bundle: str, log_path: str) -> int:
         """Create and start container `cid` from `bundle`, detached; return its host pid."""
+        detach = "--detach" if self.binary.endswith("runsc") else "-d"
+        return self._detached("run", cid, bundle, log_path, [detach])
+
+    def restore(self, cid: str, bundle: str, image_path: str, log_path: str) -> int:
+        """runsc only: start container `cid` from `bundle` with the processes and memory of a checkpoint image;
+        return its host pid. The id must not exist (delete it first): runsc refuses a known id."""
+        return self._detached("restore", cid, bundle, log_path, ["--detach", "--image-path", image_path])
+
+    def _detached(self, cmd: str, cid: str, bundle: str, log_path: str, flags: list[str]) -> int:
         pid_file = os.path.join(bundle, "pid")
         if os.path.exists(pid_file):
             os.unlink(pid_file)
         os.makedirs(self.state_root, exist_ok=True)
-        detach = "--detach" if self.binary.endswith("runsc") else "-d"
         with open(log_path, "ab") as log:
             proc = subprocess.run(
-                self._argv("run", detach, "--bundle", bundle, "--pid-file", pid_file, cid),
+                [*self.wrap, *self._argv(cmd, *flags, "--bundle", bundle, "--pid-file", pid_file, cid)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -66,9 +94,15 @@ class OciRuntime:
                 check=False,
             )
         if proc.returncode != 0:
-            raise RuntimeError_(f"{self.binary} run failed", path=bundle, detail=_tail(log_path))
+            raise RuntimeError_(f"{self.binary} {cmd} failed", path=bundle, detail=_tail(log_path))
         with open(pid_file) as fh:
             return int(fh.read().strip())
+
+    def checkpoint(self, cid: str, image_path: str, leave_running: bool) -> None:
+        """runsc only: save the container's processes and memory into `image_path`. Without `leave_running` the
+        container has stopped afterwards. A failed checkpoint leaves the sandbox broken (docs/snapshots.md)."""
+        flags = ["--leave-running"] if leave_running else []
+        self._run("checkpoint", *flags, "--image-path", image_path, cid, timeout=120)
 
     def kill(self, cid: str, signal: str = "KILL") -> None:
         try:
@@ -111,12 +145,13 @@ def runc(state_root: str) -> OciRuntime:
 
 
 def runsc(state_root: str, network: str = "none") -> OciRuntime:
-    """`network="host"`: the Sentry uses the kernel stack of the namespace the OCI config names (net.py made it);
-    runsc's own netstack refuses to run here ("cannot run with network enabled in root network namespace").
-    `none`: gVisor's netstack with loopback only. docs/network.md says what `host` means for isolation."""
-    if network not in ("none", "host"):
-        raise ValueError(network)
-    return OciRuntime("runsc", state_root, [f"--network={network}", *RUNSC_FLAGS])
+    """`network="sandbox"`: gVisor's netstack on the veth of the namespace the OCI config names (net.py made it).
+    `none`: gVisor's netstack with loopback only. docs/network.md says what this means for isolation."""
+    if network == "sandbox":
+        return OciRuntime("runsc", state_root, RUNSC_SANDBOX_NET, wrap=NETNS_MASK)
+    if network == "none":
+        return OciRuntime("runsc", state_root, RUNSC_NO_NET)
+    raise ValueError(network)
 
 
 def wait_pid_exit(pid: int, timeout: float) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import seccomp
+from .agent_endpoint import AGENT_PORT
 from .netpolicy import Policy
 from .runtime_layer import MOUNT_POINT, agent_argv
 
@@ -44,6 +45,9 @@ class SandboxSpec:
     ip: str = ""  # its address on the node's subnet; "" = a private loopback-only network
     policy: Policy = field(default_factory=lambda: Policy.build("none"))  # egress (netpolicy.py)
     netns: str = ""  # gvisor: set by the node, path of the network namespace it made for the sandbox (net.py)
+    agent_token: str = (
+        ""  # gvisor with netns: the agent listens on TCP and wants this first (agent_endpoint.py)
+    )
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ def build_config(
     env = {**image_env, **spec.env, "HOSTNAME": spec.hostname, "HOME": "/root"}
     env.setdefault("TERM", "xterm-256color")
     env.setdefault("LANG", "C.UTF-8")
+    if spec.agent_token:  # the agent scrubs SANDBURG_* from what it passes on to commands
+        env["SANDBURG_AGENT_TCP"] = str(AGENT_PORT)
+        env["SANDBURG_AGENT_TOKEN"] = spec.agent_token
     mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -76,7 +83,7 @@ def build_config(
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
         # the runtime layer (python, tini, agent), read-only and shared by all sandboxes
         {"destination": MOUNT_POINT, "type": "bind", "source": paths.layer, "options": ["rbind", "ro", "nosuid", "nodev"]},
-        # the agent's socket directory, the host's only way in
+        # the agent's run dir: its socket (container tier: the host's only way in) and session logs
         {"destination": f"{MOUNT_POINT}/run", "type": "bind", "source": paths.run_dir, "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]},
     ]  # fmt: skip
     resources: dict[str, Any] = {
@@ -103,7 +110,7 @@ def build_config(
         # runc makes a new network namespace, owned by the sandbox's user namespace (sysfs cannot be mounted in a
         # user namespace that does not own the network namespace); the node wires it up after start (net.py)
     elif spec.netns:
-        # runsc --network=host: the Sentry uses the kernel stack of the namespace the node made beforehand
+        # runsc --network=sandbox: gVisor's netstack takes over the veth of the namespace the node made beforehand
         linux["namespaces"] = [{"type": "network", "path": spec.netns} if ns["type"] == "network" else ns
                                for ns in linux["namespaces"]]  # fmt: skip
     else:

@@ -13,6 +13,7 @@ row is garbage-collected at start-up, so a crash leaves the whole snapshot or no
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -24,10 +25,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .._codes import ErrorCode
-from ..node import crash, statesnap
+from ..node import crash, memsnap, statesnap
+from ..node.agent_client import AgentClient, AgentClientError, Endpoint
 from ..node.errors import NodeError
 from ..node.images import LAYER_REF
-from ..node.spec import CONTAINER
+from ..node.memsnap import MemoryKeys
+from ..node.spec import CONTAINER, GVISOR
 from .buildplan import ImageConfig
 from .db import Image, Sandbox, utcnow
 from .errors import ApiError
@@ -73,9 +76,12 @@ class StateSnapshots:
                     "memory snapshots need the gvisor tier (runsc checkpoint); this sandbox runs on container: "
                     "snapshot its files with memory=False",
                 )
-            raise ApiError(
-                ErrorCode.NOT_IMPLEMENTED, "memory snapshots of gvisor sandboxes are not supported yet"
-            )
+            if self.node.net is None:
+                raise ApiError(
+                    ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
+                    "memory snapshots need the node's networking (the agent's channel must be TCP in gVisor's "
+                    "netstack); this server runs without it",
+                )
         if self.images.find(org_id, name) is not None:
             raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken in this organization")
         sid = box.id
@@ -85,10 +91,14 @@ class StateSnapshots:
             if box.state not in ("started", "stopped", "error"):
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {box.state}")
             t0 = time.monotonic()
-            try:
-                statesnap.capture(self.node, sid, box.isolation, key, running=box.state == "started")
-            except NodeError as exc:
-                raise ApiError(ErrorCode.RUNTIME_ERROR, f"snapshot failed: {exc}") from exc
+            keys = self._capture_memory(box) if memory else None
+            if keys is not None:
+                key = keys.root
+            else:
+                try:
+                    statesnap.capture(self.node, sid, box.isolation, key, running=box.state == "started")
+                except NodeError as exc:
+                    raise ApiError(ErrorCode.RUNTIME_ERROR, f"snapshot failed: {exc}") from exc
             crash.point("snapshot.layer")
             extra = box.extra or {}
             source = {
@@ -96,11 +106,12 @@ class StateSnapshots:
                 "labels": dict(box.labels or {}), "isolation": box.isolation, "cpu": box.cpu,
                 "memoryMiB": box.memory_mib, "diskMiB": box.disk_mib, "network": dict(box.network or {}),
                 "captureMs": round((time.monotonic() - t0) * 1000, 1),
+                **({"memory": keys.to_json()} if keys else {}),
             }  # fmt: skip
             now = utcnow()
             row = Image(
                 id=str(uuid.uuid4()), organization_id=org_id, name=name, kind="state", state="active",
-                source=source, layer=LAYER_REF + key, layers=[key],
+                source=source, layer=LAYER_REF + key, layers=keys.all() if keys else [key],
                 config=ImageConfig(env=dict(box.env or {})).to_json(), created_at=now, updated_at=now,
             )  # fmt: skip
             try:
@@ -108,10 +119,38 @@ class StateSnapshots:
                     s.add(row)
                     s.commit()
             except IntegrityError as exc:
-                self.node.images.layers.remove(key)
+                for k in keys.all() if keys else [key]:
+                    self.node.images.layers.remove(k)
                 raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken") from exc
             self._set_parent(sid, row.id)
             return row
+
+    def _capture_memory(self, box: Sandbox) -> MemoryKeys:
+        """Checkpoint a running gvisor sandbox (lock held). A checkpoint that fails takes the sandbox down with
+        it (runsc): what makes it fail is refused first, and a sandbox lost anyway is marked `error`."""
+        sid = box.id
+        if box.state != "started":
+            raise ApiError(
+                ErrorCode.SANDBOX_NOT_RUNNING,
+                f"a memory snapshot captures running processes: sandbox is {box.state}; start it first",
+                state=box.state,
+            )
+        held = asyncio.run(_open_deleted(self.node.agent_endpoint(sid)))
+        if held:
+            raise ApiError(
+                ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
+                "gVisor cannot checkpoint files that are deleted but still open on the sandbox's disk; close them "
+                f"(or keep such files under /tmp or /dev/shm) and try again: {'; '.join(held[:5])}",
+            )
+        keys = MemoryKeys.new()
+        try:
+            memsnap.capture(self.node, sid, keys)
+        except NodeError as exc:
+            if not self.node.is_running(sid, box.isolation)[0]:
+                self.sandboxes._release(sid)
+                self.sandboxes._set_state(sid, "error", f"memory snapshot failed: {exc}"[:200])
+            raise ApiError(ErrorCode.RUNTIME_ERROR, f"memory snapshot failed: {exc}") from exc
+        return keys
 
     # -- restore ---------------------------------------------------------------------------------------------
     def restore(self, org_id: str, id_or_name: str, snapshot: str) -> Sandbox:
@@ -126,11 +165,16 @@ class StateSnapshots:
             if box.state not in ("started", "stopped", "error"):
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {box.state}")
             was_running = box.state == "started"
+            mem = (snap.source or {}).get("memory")
+            # processes come back only on gvisor (a container-tier sandbox gets the snapshot's files)
+            mem = mem if mem and box.isolation == GVISOR and self.node.net is not None else None
             with self.sessions() as s:  # intent first: reconcile finishes a restore a crash interrupted
                 r = s.get(Sandbox, sid)
                 assert r is not None
                 r.state = "restoring"
                 r.extra = {**(r.extra or {}), "restoring": key, "restartAfterRestore": was_running}
+                if mem:
+                    r.extra["restoringMemory"] = mem
                 r.env = ImageConfig.from_json(snap.config).env
                 s.commit()
             crash.point("restore.row")
@@ -144,6 +188,8 @@ class StateSnapshots:
         extra = dict(box.extra or {})
         key = str(extra["restoring"])
         self.sandboxes._release(sid)
+        if extra.get("restoringMemory"):
+            return self._finish_memory_restore(sid, extra)
         try:
             self.node.stop(sid, box.isolation)
             crash.point("restore.stop")
@@ -166,6 +212,32 @@ class StateSnapshots:
         if extra.get("restartAfterRestore"):
             return self.sandboxes.start_locked(sid)
         return self.sandboxes._set_state(sid, "stopped")
+
+    def _finish_memory_restore(self, sid: str, extra: dict[str, Any]) -> Sandbox:
+        """Root, run dir and processes of a memory snapshot (row `restoring` until done: a crash is finished by
+        recover). The sandbox is started afterwards whatever its state was: the processes are what was restored."""
+        keys = MemoryKeys.from_json(extra["restoringMemory"])
+        with self.sessions() as s:
+            box = s.get(Sandbox, sid)
+        assert box is not None
+        try:
+            pid = memsnap.restore(self.node, self.sandboxes._spec(box), keys)
+        except NodeError as exc:
+            self.node.stop(sid, box.isolation)
+            self.sandboxes._set_state(sid, "error", f"restore failed: {exc}"[:200])
+            raise ApiError(ErrorCode.RUNTIME_ERROR, f"restore failed: {exc}") from exc
+        with self.sessions() as s:
+            r = s.get(Sandbox, sid)
+            assert r is not None
+            snap_id = next(
+                (i.id for i in s.scalars(select(Image).where(Image.layer == LAYER_REF + keys.root))), None
+            )
+            drop = ("restoring", "restartAfterRestore", "restoringMemory")
+            r.extra = {k: v for k, v in extra.items() if k not in drop}
+            if snap_id:
+                r.extra["snapshot"] = snap_id
+            s.commit()
+        return self.sandboxes.mark_started(sid, pid)
 
     def recover(self) -> None:
         """At start-up: finish the restores a crash interrupted."""
@@ -212,9 +284,13 @@ class StateSnapshots:
         errors: list[ApiError] = []
         lock = threading.Lock()
 
+        mem = src.get("memory") if self.node.net is not None else None
+
         def one(req: CreateSandbox) -> None:
             try:
-                row = self.sandboxes.create(org_id, req)
+                # a memory snapshot forks with its processes on gvisor, with its files on container
+                keys = MemoryKeys.from_json(mem) if mem and req.isolation == GVISOR else None
+                row = self.sandboxes.create(org_id, req, memory=keys)
                 self._set_parent(row.id, snap.id)
                 with lock:
                     made.append(row)
@@ -269,3 +345,11 @@ def lineage(rows: list[Image]) -> list[dict[str, Any]]:
     """Each snapshot with its parent's name (None for a first snapshot or a deleted parent)."""
     names = {r.id: r.name for r in rows}
     return [{"name": r.name, "parent": names.get((r.source or {}).get("parent") or "")} for r in rows]
+
+
+async def _open_deleted(endpoint: Endpoint) -> list[str]:
+    try:
+        async with AgentClient(endpoint) as agent:
+            return await agent.open_deleted()
+    except AgentClientError as exc:
+        raise ApiError(ErrorCode.RUNTIME_ERROR, f"the sandbox's agent did not answer: {exc}") from exc

@@ -8,7 +8,9 @@ expects: NXDOMAIN (getent exit 2), "connection refused" (TCP, the node answers a
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ import httpx
 import pytest
 
 from sandburg import Sandbox
+from sandburg.node.agent_client import AgentClient, Endpoint
 from tests._support.fakenet import FakeNet
 from tests._support.host import net_for
 from tests._support.server import ServerProcess
@@ -226,20 +229,20 @@ def test_rules_survive_a_server_restart(
     server.stop()
     try:
         # while the server is down the kernel still enforces the policy: curl from the sandbox's namespace
+        # (container) or, gVisor's netstack holding the address, from the sandbox through its agent directly
         def host_curl(addr: str) -> int:
-            argv = [
-                "ip",
-                "netns",
-                "exec",
-                netns,
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-m",
-                "5",
-                f"http://{addr}/",
-            ]
+            argv = ["curl", "-s", "-o", "/dev/null", "-m", "5", f"http://{addr}/"]
+            if box.isolation == "gvisor":
+                bundle = os.path.join(server.data_dir, "sandboxes", box.id)
+                with open(os.path.join(bundle, "agent.json")) as fh:
+                    endpoint = Endpoint(**json.load(fh))
+
+                async def run() -> int:
+                    async with AgentClient(endpoint) as agent:
+                        return (await agent.exec(argv=argv, timeout=10)).exit_code
+
+                return asyncio.run(run())
+            argv = ["ip", "netns", "exec", netns, *argv]
             return subprocess.run(argv, capture_output=True, check=False).returncode
 
         assert host_curl(ok) == 0

@@ -90,6 +90,7 @@ def to_out(row: Image, names: dict[str, str] | None = None) -> StateSnapshotOut:
         id=row.id, name=row.name, sandboxId=box.get("id"), sandboxName=box.get("name"),
         parent=(names or {}).get(parent_id or ""), parentId=parent_id,
         env=dict((row.config or {}).get("env") or {}), settings=settings, captureMs=src.get("captureMs"),
+        memory=bool(src.get("memory")),
         createdAt=row.created_at,
     )  # fmt: skip
 
