@@ -262,8 +262,8 @@ def print_snapshots(report: dict[str, Any], rows: list[tuple[int, Summary]]) -> 
         for size, r in rows
     ]
     res: SnapshotsResult = report["snapshots"]
-    for tier, answer in res.memory.items():  # no number: the server does not make them (yet)
-        met = "not implemented (501)" if "(501 " in answer else "n/a"
+    for tier, answer in res.memory.items():  # no number: a tier whose memory snapshots are refused
+        met = "not implemented (501)" if "(501 " in answer else "refused" if "refused" in answer else "n/a"
         lines.append([MEMORY_LABEL, tier, "-", "0", "-", "-", "-", "-", met])
     print("\n" + format_rows(header, lines, {3, 4, 5, 6}))
     print(

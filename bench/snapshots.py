@@ -41,14 +41,22 @@ SNAPSHOT_METRICS: dict[str, str] = {
     "restore_to_first_exec": "restore→first exec",
     "fork1_to_first_exec": "fork 1→first exec",
     "fork10_to_all_first_exec": f"fork {FORK_MANY}→all first exec",
+    "mem_snapshot": "memory snapshot, idle Python running",
+    "mem_restore_to_first_exec": "memory restore→first exec",
+    "mem_fork1_to_first_exec": "memory fork 1→first exec",
 }
 MEMORY_LABEL = "memory snapshot (processes too)"
+# the idle process a memory snapshot captures, started in a session (its memory is part of every checkpoint)
+IDLE_PYTHON = "exec python3 -c 'import time; x = list(range(10**5)); time.sleep(10**9)'"
 # (metric, tier) -> the p50 it must not exceed, in ms
 SNAPSHOT_TARGETS_P50_MS: dict[tuple[str, str], float] = {
     **{("snapshot", t): 200.0 for t in ("container", "gvisor")},
     **{("restore_to_first_exec", t): 500.0 for t in ("container", "gvisor")},
     ("fork1_to_first_exec", "container"): 300.0,
     ("fork1_to_first_exec", "gvisor"): 500.0,
+    ("mem_snapshot", "gvisor"): 500.0,
+    ("mem_restore_to_first_exec", "gvisor"): 500.0,
+    ("mem_fork1_to_first_exec", "gvisor"): 500.0,
     **{("fork10_to_all_first_exec", t): 2000.0 for t in ("container", "gvisor")},
 }
 
@@ -179,6 +187,8 @@ class SnapshotsBench:
         self._loop(res, f"restore {where}", runs, restore)
         self._loop(res, f"fork 1 {where}", runs, fork_one)
         self._loop(res, f"fork {FORK_MANY} {where}", 1, fork_many)
+        if tier == "gvisor":
+            self._memory_phase(res, box, tier, size, runs, pool)
         got = {k: v[tier][str(size)] for k, v in res.samples.items() if v.get(tier, {}).get(str(size))}
         self.log(
             f"[snapshots] {where} p50 ms: "
@@ -221,7 +231,9 @@ class SnapshotsBench:
             )
 
     def _probe_memory(self, res: SnapshotsResult, box: Sandbox, tier: str) -> None:
-        """What the server answers to a memory snapshot: not measured, reported as a note row."""
+        """What the server answers to a memory snapshot on a tier that is not measured: a note row."""
+        if tier == "gvisor":
+            return  # measured by _memory_phase
         name = f"bench-{self.run_id}/{tier}-memory"
         self.snapshots.append(name)
         try:
@@ -230,8 +242,44 @@ class SnapshotsBench:
             what = "not implemented on the server yet" if exc.status_code == 501 else "refused"
             res.memory[tier] = f"{what} ({exc.status_code} {exc.code}: {exc.message})"
             return
-        res.memory[tier] = "made by the server, but not measured by this bench yet"
+        res.memory[tier] = "made by the server, but not measured by this bench"
         self._delete_snapshot(name)
+
+    def _memory_phase(
+        self, res: SnapshotsResult, box: Sandbox, tier: str, size: int, runs: int, pool: ThreadPoolExecutor
+    ) -> None:
+        """gvisor: memory snapshots of the filled sandbox with an idle Python process running, restores of one
+        in place, forks of one child; each to the first exec."""
+        where = f"[{tier} {size} MB]"
+        box.process.create_session("bench-idle").exec(IDLE_PYTHON, background=True)
+        base = self._name(tier, size, "mem")
+        self.snapshots.append(base)
+        box.snapshot(base, memory=True)  # untimed: the restores' and forks' source
+
+        def snapshot(i: int) -> None:
+            name = self._name(tier, size, f"m{i}")
+            self.snapshots.append(name)
+            t0 = now()
+            box.snapshot(name, memory=True)
+            elapsed = now() - t0
+            self._delete_snapshot(name)
+            res.add("mem_snapshot", tier, size, ms(elapsed))
+
+        def restore(i: int) -> None:
+            t0 = now()
+            box.restore(base)
+            self._exec_true(box)
+            elapsed = now() - t0
+            if i == 0 and "python3 -c" not in box.process.exec("ps -eo args").stdout:  # untimed check
+                raise SnapshotBenchError(f"{box.name}: the idle Python process did not come back")
+            res.add("mem_restore_to_first_exec", tier, size, ms(elapsed))
+
+        def fork_one(_i: int) -> None:
+            res.add("mem_fork1_to_first_exec", tier, size, self._fork(base, 1, pool, None))
+
+        self._loop(res, f"memory snapshot {where}", runs, snapshot)
+        self._loop(res, f"memory restore {where}", runs, restore)
+        self._loop(res, f"memory fork 1 {where}", runs, fork_one)
 
     def _exec_true(self, box: Sandbox) -> None:
         r = box.process.exec("true")

@@ -5,7 +5,10 @@ is refused with a typed error and the sandbox keeps running."""
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import socket
 import time
 import uuid
 
@@ -18,6 +21,7 @@ from sandburg import (
     SandboxNotRunningError,
     Sandburg,
 )
+from sandburg.agent import protocol as P
 
 # a shell loop whose count lives only in the shell's memory (the file is what it last wrote)
 COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /root/count; sleep 0.1; done"
@@ -162,3 +166,26 @@ def test_what_cannot_be_checkpointed_is_refused(sb, make_box, snaps):
     box.stop()
     with pytest.raises(SandboxNotRunningError):
         box.snapshot(uniq("stopped"), memory=True)
+
+
+def test_agent_port_answers_only_with_the_token(make_box, server):
+    """The gVisor agent listens on TCP inside the sandbox (a host socket would break checkpoint): any host process
+    can route to the bridge, so a connection that does not begin with the sandbox's token gets nothing."""
+    box = make_box(image="busybox", isolation="gvisor")
+    with open(os.path.join(server.data_dir, "sandboxes", box.id, "agent.json")) as fh:
+        ep = json.load(fh)
+    ping = P.frame(P.REQUEST, json.dumps({"op": "ping"}).encode())
+
+    def ask(prefix: bytes) -> tuple[bytes, bytes] | None:
+        with socket.create_connection((ep["host"], ep["port"]), timeout=10) as s:
+            s.sendall(prefix + ping)
+            try:
+                return P.FrameReader(s).read()
+            except (P.ProtocolError, ConnectionError):
+                return None
+
+    frame = ask(ep["token"].encode())  # positive control: the host's own client
+    assert frame is not None and frame[0] == P.RESULT and json.loads(frame[1])["ok"] is True
+    assert ask(b"") is None  # the ping's own bytes are taken as a (wrong) token
+    assert ask(b"0" * len(ep["token"])) is None
+    assert box.process.exec("echo alive").stdout == "alive\n"

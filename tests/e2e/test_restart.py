@@ -233,19 +233,24 @@ def test_kill9_during_a_build_leaves_no_half_made_image(own_server):
     assert_consistent(own_server)
 
 
-@pytest.mark.parametrize("step", ["snapshot.frozen", "snapshot.layer"])
-def test_crash_during_a_snapshot_leaves_the_whole_snapshot_or_none(own_server, step):
+@pytest.mark.parametrize(
+    ("step", "tier"),
+    [("snapshot.frozen", "container"), ("snapshot.layer", "container"), ("snapshot.frozen", "gvisor"),
+     ("snapshot.layer", "gvisor")],
+)  # fmt: skip
+def test_crash_during_a_snapshot_leaves_the_whole_snapshot_or_none(own_server, step, tier):
     """kill -9 while the sandbox is frozen for the capture, or after the layer is made but before the snapshot's
     row: no snapshot is visible, a made layer is garbage-collected at start-up, and the sandbox is healthy
-    (thawed: its processes run)."""
+    (thawed: its processes run). On gvisor it is a memory snapshot (checkpoint image and run dir layers too)."""
     layers = os.path.join(own_server.data_dir, "store", "layers")
+    memory = tier == "gvisor"
     with client(own_server) as sb:
-        box = sb.create(isolation="container", image="busybox")
+        box = sb.create(isolation=tier, image="busybox")
         box.process.exec("echo before > /root/f")
     crash_during(
         own_server,
-        "snapshot.layer",
-        lambda http: http.post(f"sandbox/{box.id}/snapshots", json={"name": "half"}),
+        step,
+        lambda http: http.post(f"sandbox/{box.id}/snapshots", json={"name": "half", "memory": memory}),
     )
     try:
         with client(own_server) as sb:
@@ -254,21 +259,30 @@ def test_crash_during_a_snapshot_leaves_the_whole_snapshot_or_none(own_server, s
             again = sb.get(box.id)
             assert again.state == "started"
             assert again.process.exec("cat /root/f").stdout == "before\n"
-            again.snapshot("whole")  # the name was never taken
+            assert again.snapshot("whole", memory=memory).memory is memory  # the name was never taken
             assert [s.name for s in sb.snapshots.list()] == ["whole"]
             sb.snapshots.delete("whole")
+            assert os.listdir(layers) == []
     finally:
         with client(own_server) as sb:
             sb.get(box.id).delete()
     assert_consistent(own_server)
 
 
-@pytest.mark.parametrize("step", ["restore.row", "restore.stop", "restore.root"])
-def test_crash_during_a_restore_finishes_it(own_server, step):
+@pytest.mark.parametrize(
+    ("step", "tier"),
+    [("restore.row", "container"), ("restore.stop", "container"), ("restore.root", "container"),
+     ("restore.root", "gvisor")],
+)  # fmt: skip
+def test_crash_during_a_restore_finishes_it(own_server, step, tier):
+    """On gvisor from a memory snapshot: the restore finished at start-up brings the processes back too."""
+    memory = tier == "gvisor"
     with client(own_server) as sb:
-        box = sb.create(isolation="container", image="busybox")
+        box = sb.create(isolation=tier, image="busybox")
         box.process.exec("echo snap > /root/f")
-        box.snapshot("r1")
+        if memory:  # a shell whose variable exists only in memory, and only after the snapshot
+            box.process.create_session("mem").exec("v=kept; sleep 100000", background=True)
+        box.snapshot("r1", memory=memory)
         box.process.exec("echo later > /root/f")
     crash_during(
         own_server, step, lambda http: http.post(f"sandbox/{box.id}/restore", json={"snapshot": "r1"})
@@ -278,6 +292,8 @@ def test_crash_during_a_restore_finishes_it(own_server, step):
             again = sb.get(box.id)
             assert again.state == "started", again
             assert again.process.exec("cat /root/f").stdout == "snap\n"
+            if memory:  # the snapshot's sleep is back (a fresh start would have no process of the session)
+                assert "sleep 100000" in again.process.exec("ps -o args").stdout
     finally:
         with client(own_server) as sb:
             sb.get(box.id).delete()

@@ -127,7 +127,7 @@ def test_create(run: Any, fake: SnapshotsFake) -> None:
     assert json.loads(out) == {
         "id": "id-team/mem:1", "name": "team/mem:1", "sandbox_id": BOX_ID, "sandbox_name": "web",
         "parent": None, "env": {"A": "1"}, "settings": {"isolation": "container", "cpu": 1},
-        "capture_ms": 41.6, "created_at": "2025-01-01T11:55:00+00:00",
+        "capture_ms": 41.6, "created_at": "2025-01-01T11:55:00+00:00", "memory": False,
     }  # fmt: skip
 
 
