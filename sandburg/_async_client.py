@@ -38,6 +38,7 @@ from ._models import (
     UploadResult,
     labels_from_json,
 )
+from ._secrets import AsyncSecrets
 from ._snapshots import AsyncSnapshot, AsyncSnapshots, restore_request, snapshot_request
 from ._version import __version__
 
@@ -133,6 +134,7 @@ class AsyncSandburg:
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         network: str | Mapping[str, Any] | None = None,
+        secrets: Iterable[str] | Mapping[str, str] | None = None,
         timeout: float | None = DEFAULT_CREATE_TIMEOUT,
     ) -> AsyncSandbox:
         """Create a sandbox and return it once it is ``started``.
@@ -144,6 +146,9 @@ class AsyncSandburg:
         ``"all"`` (anything), or a mapping ``{"allow": [...], "deny": [...]}`` of domain names,
         ``*.example.com`` wildcards and IPv4 addresses or CIDRs (``"mode"``, default ``"list"``, may be given
         too); omitted, the server's default policy applies. ``sandbox.network`` changes it later.
+        ``secrets`` names secrets of the organization (``sb.secrets``) whose current values every process
+        started through the toolbox gets as env vars: a list of names (the env var is the secret's name) or a
+        mapping ``{env name: secret name}``; their values are masked as ``***`` in the output answered.
         ``timeout`` is how long to wait for the server, in seconds. Raises ``ValueError`` for a malformed
         size or a ``network`` of the wrong shape before anything is sent.
         """
@@ -158,6 +163,7 @@ class AsyncSandburg:
             labels=labels,
             network=network,
             timeout=timeout,
+            secrets=secrets,
         )
         return self._sandbox(await self._send(request))
 
@@ -192,6 +198,11 @@ class AsyncSandburg:
     def snapshots(self) -> AsyncSnapshots:
         """State snapshots: list, get, delete, fork (docs/snapshots.md)."""
         return AsyncSnapshots(self)
+
+    @property
+    def secrets(self) -> AsyncSecrets:
+        """Secrets: set, list, get (metadata), delete (docs/secrets.md)."""
+        return AsyncSecrets(self)
 
     async def fork(
         self,
@@ -256,8 +267,14 @@ class AsyncSandbox(core.SandboxBase):
         self._apply(await self._client._send(core.get_request(self.id)))
 
     async def start(self, *, timeout: float | None = DEFAULT_CREATE_TIMEOUT) -> None:
-        """Start a stopped sandbox and wait until it runs (a no-op if it is already started)."""
+        """Start a stopped sandbox, or resume a paused one, and wait until it runs (a no-op if it is already
+        started)."""
         self._apply(await self._client._send(core.start_request(self.id, timeout)))
+
+    async def pause(self) -> None:
+        """Keep the sandbox's processes without running them; :meth:`start` resumes them where they were.
+        gvisor: checkpointed to disk (no memory held); container: frozen in place (docs/snapshots.md)."""
+        self._apply(await self._client._send(core.pause_request(self.id)))
 
     async def stop(self) -> None:
         """Stop the sandbox; its files are kept (a no-op if it is already stopped)."""

@@ -37,6 +37,7 @@ from ._models import (
     labels_from_json,
 )
 from ._process import Command, ExecStream, LogStream, Process, Session
+from ._secrets import Secrets
 from ._snapshots import Snapshot, Snapshots, restore_request, snapshot_request
 from ._version import __version__
 
@@ -132,6 +133,7 @@ class Sandburg:
         env: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
         network: str | Mapping[str, Any] | None = None,
+        secrets: Iterable[str] | Mapping[str, str] | None = None,
         timeout: float | None = DEFAULT_CREATE_TIMEOUT,
     ) -> Sandbox:
         """Create a sandbox and return it once it is ``started``.
@@ -143,6 +145,9 @@ class Sandburg:
         ``"all"`` (anything), or a mapping ``{"allow": [...], "deny": [...]}`` of domain names,
         ``*.example.com`` wildcards and IPv4 addresses or CIDRs (``"mode"``, default ``"list"``, may be given
         too); omitted, the server's default policy applies. ``sandbox.network`` changes it later.
+        ``secrets`` names secrets of the organization (``sb.secrets``) whose current values every process
+        started through the toolbox gets as env vars: a list of names (the env var is the secret's name) or a
+        mapping ``{env name: secret name}``; their values are masked as ``***`` in the output answered.
         ``timeout`` is how long to wait for the server, in seconds. Raises ``ValueError`` for a malformed
         size or a ``network`` of the wrong shape before anything is sent.
         """
@@ -157,6 +162,7 @@ class Sandburg:
             labels=labels,
             network=network,
             timeout=timeout,
+            secrets=secrets,
         )
         return self._sandbox(self._send(request))
 
@@ -191,6 +197,11 @@ class Sandburg:
     def snapshots(self) -> Snapshots:
         """State snapshots: list, get, delete, fork (docs/snapshots.md)."""
         return Snapshots(self)
+
+    @property
+    def secrets(self) -> Secrets:
+        """Secrets: set, list, get (metadata), delete (docs/secrets.md)."""
+        return Secrets(self)
 
     def fork(
         self,
@@ -255,8 +266,14 @@ class Sandbox(core.SandboxBase):
         self._apply(self._client._send(core.get_request(self.id)))
 
     def start(self, *, timeout: float | None = DEFAULT_CREATE_TIMEOUT) -> None:
-        """Start a stopped sandbox and wait until it runs (a no-op if it is already started)."""
+        """Start a stopped sandbox, or resume a paused one, and wait until it runs (a no-op if it is already
+        started)."""
         self._apply(self._client._send(core.start_request(self.id, timeout)))
+
+    def pause(self) -> None:
+        """Keep the sandbox's processes without running them; :meth:`start` resumes them where they were.
+        gvisor: checkpointed to disk (no memory held); container: frozen in place (docs/snapshots.md)."""
+        self._apply(self._client._send(core.pause_request(self.id)))
 
     def stop(self) -> None:
         """Stop the sandbox; its files are kept (a no-op if it is already stopped)."""

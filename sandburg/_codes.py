@@ -73,6 +73,11 @@ class ErrorCode(StrEnum):
     IMAGE_PULL_FAILED = "IMAGE_PULL_FAILED"
     UNSAFE_IMAGE = "UNSAFE_IMAGE"
     MEMORY_SNAPSHOT_UNSUPPORTED = "MEMORY_SNAPSHOT_UNSUPPORTED"
+    # secrets (docs/secrets.md)
+    SECRET_NOT_FOUND = "SECRET_NOT_FOUND"
+    SECRET_IN_USE = "SECRET_IN_USE"
+    INVALID_SECRET = "INVALID_SECRET"
+    SECRET_TOO_LARGE = "SECRET_TOO_LARGE"
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -127,6 +132,10 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.IMAGE_PULL_FAILED: 502,
     ErrorCode.UNSAFE_IMAGE: 422,
     ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED: 422,
+    ErrorCode.SECRET_NOT_FOUND: 404,
+    ErrorCode.SECRET_IN_USE: 409,
+    ErrorCode.INVALID_SECRET: 422,
+    ErrorCode.SECRET_TOO_LARGE: 413,
 }
 
 # Codes raised by the in-sandbox toolbox: reported with source DAYTONA_DAEMON so Daytona's SDKs map them.

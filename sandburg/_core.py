@@ -173,9 +173,11 @@ def create_request(
     labels: Mapping[str, str] | None = None,
     network: str | Mapping[str, Any] | None = None,
     timeout: float | None = None,
+    secrets: Iterable[str] | Mapping[str, str] | None = None,
 ) -> Request:
     """``POST /sandbox``; memory and disk go on the wire as exact ``memoryMiB`` / ``diskMiB``, ``network`` as
-    :func:`network_create_value` makes it."""
+    :func:`network_create_value` makes it, ``secrets`` as a list of names or an ``{env name: secret name}``
+    object."""
     body: dict[str, Any] = {
         "name": name,
         "image": image,
@@ -186,8 +188,23 @@ def create_request(
         "env": _str_map("env", env),
         "labels": _str_map("labels", labels),
         "network": None if network is None else network_create_value(network),
+        "secrets": _secret_refs(secrets),
     }
     return Request("POST", "/sandbox", json={k: v for k, v in body.items() if v is not None}, timeout=timeout)
+
+
+def _secret_refs(secrets: Iterable[str] | Mapping[str, str] | None) -> list[str] | dict[str, str] | None:
+    if secrets is None:
+        return None
+    if isinstance(secrets, Mapping):
+        return _str_map("secrets", secrets)
+    if isinstance(secrets, str):
+        raise TypeError("secrets: a list of secret names or a mapping {env name: secret name}, not one str")
+    names = list(secrets)
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"secrets: secret names must be str, got {n!r}")
+    return names
 
 
 def states_filter(state: str | Iterable[str] | None) -> tuple[str, ...]:
@@ -232,6 +249,11 @@ def delete_request(id_or_name: str) -> Request:
 def start_request(id_or_name: str, timeout: float | None) -> Request:
     """``POST /sandbox/{idOrName}/start``."""
     return Request("POST", f"/sandbox/{_seg(id_or_name)}/start", timeout=timeout)
+
+
+def pause_request(id_or_name: str) -> Request:
+    """``POST /sandbox/{idOrName}/pause``."""
+    return Request("POST", f"/sandbox/{_seg(id_or_name)}/pause", timeout=None)
 
 
 def stop_request(id_or_name: str) -> Request:

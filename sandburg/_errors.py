@@ -19,6 +19,7 @@ SandburgError
     │   ├── ImageNotFoundError          IMAGE_NOT_FOUND
     │   ├── FileNotFoundInSandboxError  FILE_NOT_FOUND
     │   ├── SessionNotFoundError        SESSION_NOT_FOUND, COMMAND_NOT_FOUND, PTY_NOT_FOUND
+    │   ├── SecretNotFoundError         SECRET_NOT_FOUND
     │   ├── GitRepoNotFoundError        GIT_REPO_NOT_FOUND
     │   └── GitBranchNotFoundError      GIT_BRANCH_NOT_FOUND
     ├── ExecTimeoutError                408 PROCESS_EXECUTION_TIMEOUT (also a builtin TimeoutError)
@@ -34,17 +35,20 @@ SandburgError
     │   ├── GitMergeConflictError       GIT_MERGE_CONFLICT
     │   ├── ImageNameConflictError      IMAGE_NAME_CONFLICT
     │   ├── ImageInUseError             IMAGE_IN_USE
-    │   └── ImageNotReadyError          IMAGE_NOT_READY
+    │   ├── ImageNotReadyError          IMAGE_NOT_READY
+    │   └── SecretInUseError            SECRET_IN_USE: a sandbox still references the secret
     ├── GoneError                       410
     │   └── SessionEndedError           SESSION_ENDED, COMMAND_ALREADY_COMPLETED
     ├── PayloadTooLargeError            413
+    │   └── SecretTooLargeError         SECRET_TOO_LARGE
     ├── UnprocessableError              422
     │   ├── InvalidResourcesError       INVALID_RESOURCES
     │   ├── GitRemoteRejectedError      GIT_REMOTE_REJECTED
     │   ├── GitNotAvailableError        GIT_NOT_AVAILABLE: the sandbox's image has no git
     │   ├── ImageBuildFailedError       IMAGE_BUILD_FAILED: a build step failed
     │   ├── UnsafeImageError            UNSAFE_IMAGE: paths that escape the image root
-    │   └── MemorySnapshotUnsupportedError  MEMORY_SNAPSHOT_UNSUPPORTED: memory=True on the container tier
+    │   ├── MemorySnapshotUnsupportedError  MEMORY_SNAPSHOT_UNSUPPORTED: memory=True on the container tier
+    │   └── InvalidSecretError          INVALID_SECRET: a bad secret name, env name or value
     ├── RateLimitError                  429
     ├── DiskQuotaExceededError          507 DISK_QUOTA_EXCEEDED  } 5xx, but retrying can't help, so they
     ├── NotSupportedError               501 NOT_IMPLEMENTED      } are deliberately not ServerErrors
@@ -56,6 +60,8 @@ SandburgError
 ```
 
 Every ``Image*Error`` (and ``UnsafeImageError``) is also an :class:`ImageError`.
+
+Every ``Secret*Error`` (and ``InvalidSecretError``) is also a :class:`SecretError`.
 
 Every ``Git*Error`` is also a :class:`GitError`, so ``except GitError`` catches whatever ``sandbox.git`` raises
 because of git itself.
@@ -101,6 +107,7 @@ __all__ = [
     "ImageNotFoundError",
     "InvalidPathError",
     "InvalidResourcesError",
+    "InvalidSecretError",
     "NotFoundError",
     "NotSupportedError",
     "PayloadTooLargeError",
@@ -114,6 +121,10 @@ __all__ = [
     "SandburgConnectionError",
     "SandburgError",
     "SandburgTimeoutError",
+    "SecretError",
+    "SecretInUseError",
+    "SecretNotFoundError",
+    "SecretTooLargeError",
     "ServerError",
     "SessionEndedError",
     "SessionExistsError",
@@ -420,6 +431,27 @@ class MemorySnapshotUnsupportedError(UnprocessableError):
     """422: a memory snapshot of a sandbox whose tier cannot checkpoint processes (container)."""
 
 
+class SecretError(APIError):
+    """A secret operation failed (the subclasses say which)."""
+
+
+class SecretNotFoundError(NotFoundError, SecretError):
+    """404: the organization has no secret of this name (a create that references one fails with it too)."""
+
+
+class SecretInUseError(ConflictError, SecretError):
+    """409: a sandbox still references the secret; delete those sandboxes first."""
+
+
+class SecretTooLargeError(PayloadTooLargeError, SecretError):
+    """413: the secret's value is larger than the server accepts (64 KiB)."""
+
+
+class InvalidSecretError(UnprocessableError, SecretError):
+    """422: a secret name or env name that is not ``[A-Za-z_][A-Za-z0-9_]*`` (at most 128 characters), or an
+    empty value or one with a NUL character."""
+
+
 # The tables below come after every class they name.
 CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.BAD_REQUEST: BadRequestError,
@@ -473,6 +505,10 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.IMAGE_PULL_FAILED: ImagePullFailedError,
     ErrorCode.UNSAFE_IMAGE: UnsafeImageError,
     ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED: MemorySnapshotUnsupportedError,
+    ErrorCode.SECRET_NOT_FOUND: SecretNotFoundError,
+    ErrorCode.SECRET_IN_USE: SecretInUseError,
+    ErrorCode.INVALID_SECRET: InvalidSecretError,
+    ErrorCode.SECRET_TOO_LARGE: SecretTooLargeError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 

@@ -25,6 +25,7 @@ from ..specfile import SpecError
 from . import git as git_cli
 from . import image as image_cli
 from . import net as net_cli
+from . import secret as secret_cli
 from . import snapshot as snapshot_cli
 from . import up as up_cli
 from .cp import copy, split_location
@@ -140,6 +141,13 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
+def _secret_ref(text: str) -> tuple[str, str]:
+    env, sep, name = text.partition("=")
+    if sep and not (env and name):
+        raise argparse.ArgumentTypeError(f"expected NAME or ENV=NAME, got {text!r}")
+    return (env, name) if sep else (text, text)
+
+
 def _size(text: str) -> str:
     try:
         return f"{parse_size_mib(text)}MiB"
@@ -181,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disk", type=_size, help="e.g. 10GiB")
     p.add_argument("--env", type=_key_value, action="append", default=[], metavar="K=V")
     p.add_argument("--label", type=_key_value, action="append", default=[], metavar="K=V")
+    p.add_argument(
+        "--secret",
+        type=_secret_ref,
+        action="append",
+        default=[],
+        metavar="NAME|ENV=NAME",
+        help="repeatable: a secret whose value every command gets as env var NAME (or ENV)",
+    )
     p.add_argument(
         "--network", choices=["none", "all"], help="no egress, or any (default: the server's policy)"
     )
@@ -233,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     up_cli.add_parsers(sub)
     image_cli.add_parsers(sub)
     snapshot_cli.add_parsers(sub)
+    secret_cli.add_parsers(sub)
 
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
@@ -284,6 +301,7 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
             env=dict(args.env) or None,
             labels=dict(args.label) or None,
             network=_create_network(args),
+            secrets=dict(args.secret) or None,
         )
         if args.json:
             _print_json(box.raw)
@@ -317,6 +335,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         return image_cli.run(args, sb)
     elif cmd == "snapshot":
         return snapshot_cli.run(args, sb, now)
+    elif cmd == "secret":
+        return secret_cli.run(args, sb, now)
     elif cmd == "shell":
         from . import shell
 

@@ -97,3 +97,23 @@ def restore(node: Node, spec: SandboxSpec, keys: MemoryKeys) -> int:
     node.store.snapshot(layers.require(keys.run), run, limit_bytes=node.cfg.run_limit_bytes)
     crash.point("restore.root")
     return node.start(spec, memory=image_path(node, keys))
+
+
+def suspend(node: Node, sid: str, key: str) -> None:
+    """Pause a running gVisor sandbox to disk: checkpoint its processes into the layer `key`, then release its
+    runtime resources (memory, cgroup, netns). Its root and run dir stay as they are, which is what the image
+    expects at resume: nothing can change them while it is paused (the toolbox refuses a sandbox not started)."""
+    layers = node.images.layers
+    token = node.agent_endpoint(sid).token
+    tmp = layers.begin(key, None)
+    try:
+        node.runtimes[GVISOR].checkpoint(sid, tmp, leave_running=False)  # the sandbox exits when it is saved
+        fd = os.open(os.path.join(tmp, AGENT_TOKEN_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        layers.commit(tmp, key)
+    except BaseException:
+        if os.path.lexists(tmp):
+            layers.discard(tmp)
+        raise
+    node.stop(sid, GVISOR)

@@ -216,6 +216,11 @@ class Node:
         if st is not None:
             pid = max(0, int(st.get("pid") or 0))
             if st.get("status") in ("running", "created", "paused") or pid_alive(pid):
+                if st.get("status") == "paused":
+                    try:  # frozen processes would not act on the SIGKILL until thawed
+                        rt.resume(sid)
+                    except RuntimeError_:
+                        pass
                 try:
                     rt.kill(sid, "KILL")
                 except RuntimeError_:

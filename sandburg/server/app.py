@@ -37,6 +37,7 @@ from .routers import (
     pty,
     sandbox,
     sandbox_settings,
+    secrets,
     sessions,
     snapshots,
     state_snapshots,
@@ -44,6 +45,9 @@ from .routers import (
 )
 from .sandboxes import SandboxService
 from .schemas import CreateSandbox
+from .secretcrypto import MasterKeyError, load_master_key
+from .secretservice import SecretService
+from .secretstore import SqlSecretBackend
 from .state_snapshots import StateSnapshots
 
 log = logging.getLogger("sandburg.server")
@@ -92,6 +96,11 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         if not start_runtime:
             yield
             return
+        try:  # first: a server that cannot read its secrets must not start anything
+            master_key, key_source = load_master_key(settings.master_key_path)
+        except MasterKeyError as exc:
+            log.error("cannot start: secrets master key: %s", exc)
+            raise
         engine = make_engine(settings.db_path)
         upgrade(engine)
         sessions = make_sessionmaker(engine)
@@ -117,6 +126,8 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         net = NetService(settings, node.net, events)
         await net.start()  # the resolver is up before any sandbox (re)starts
         svc = SandboxService(settings, sessions, node, net)
+        svc.secrets = secret_svc = SecretService(sessions, SqlSecretBackend(sessions, master_key))
+        log.info("secrets: local encrypted store, master key %s from %s", master_key.key_id, key_source)
         svc.reconcile()
         image_svc = make_images(settings, sessions, node, svc)
         svc.images = image_svc
@@ -124,6 +135,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         states.recover()
         app.state.keys = KeyCache(sessions)
         app.state.sandboxes = svc
+        app.state.secrets = secret_svc
         app.state.images = image_svc
         app.state.states = states
         app.state.events = events
@@ -155,7 +167,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     for r in (
         health.router, sandbox_settings.router, sandbox.router, process.router, coderun.router, toolbox_info.router,
         sessions.router, pty.router, files.router, git.router, network.router, preview.router, images.router,
-        snapshots.router, state_snapshots.router,
+        snapshots.router, state_snapshots.router, secrets.router,
     ):  # fmt: skip
         app.include_router(r, prefix="/api")
     app.include_router(preview.proxy_router)  # /preview/<id>/<port>/...: token-authenticated, no API key

@@ -3,7 +3,7 @@
 `POST /api/sandbox` takes Daytona's whole `CreateSandbox` body. What sandburg does not enforce yet (network
 policy, lifecycle intervals, volumes, ...) is kept in the sandbox row's `extra` and answered back in the Sandbox
 DTO, so that the SDKs see what they sent; what it cannot honour at all is refused with 501 NOT_IMPLEMENTED rather
-than silently dropped (secrets would otherwise leave a variable unset, a build would give another image).
+than silently dropped (a build would otherwise give another image).
 """
 
 from __future__ import annotations
@@ -44,10 +44,6 @@ def image_for(req: CreateSandbox, default: str) -> str:
 
 def check_supported(req: CreateSandbox) -> None:
     """Options sandburg cannot honour yet: refused, never ignored."""
-    if req.secrets:
-        raise ApiError(
-            ErrorCode.NOT_IMPLEMENTED, "secrets are not supported yet: they come with the secrets issue"
-        )
     if req.kvm:
         raise ApiError(ErrorCode.NOT_IMPLEMENTED, "kvm sandboxes are not possible on this host")
     if req.linkedSandbox:

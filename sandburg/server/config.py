@@ -63,6 +63,7 @@ class Settings:
     npm_registry: str = ""
     build_isolation: str = "container"
     build_step_timeout: int = 1800
+    master_key_file: str = ""  # the secrets' master key (docs/secrets.md); default <data_dir>/master.key
     test_mode: bool = False  # allows SANDBURG_CRASH_AT; refused otherwise
     crash_at: str | None = None
 
@@ -77,6 +78,10 @@ class Settings:
     @property
     def preview_key_path(self) -> str:
         return os.path.join(self.data_dir, "preview.key")
+
+    @property
+    def master_key_path(self) -> str:
+        return self.master_key_file or os.path.join(self.data_dir, "master.key")
 
     @property
     def pid_path(self) -> str:
@@ -119,6 +124,7 @@ class Settings:
             npm_registry=env.get("SANDBURG_NPM_REGISTRY") or "",
             build_isolation=env.get("SANDBURG_BUILD_ISOLATION") or cls.build_isolation,
             build_step_timeout=_int("SANDBURG_BUILD_STEP_TIMEOUT", cls.build_step_timeout),
+            master_key_file=env.get("SANDBURG_MASTER_KEY_FILE") or "",
             test_mode=env.get("SANDBURG_TEST_MODE") == "1",
             crash_at=env.get("SANDBURG_CRASH_AT") or None,
         )

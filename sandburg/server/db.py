@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     create_engine,
@@ -74,8 +75,40 @@ class Sandbox(Base):
     network: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # egress policy (node/netpolicy.py)
     # Daytona fields stored and echoed until the issues that enforce them land (network, lifecycle, volumes)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # env name -> secret name (docs/secrets.md): references only, values are resolved at each exec
+    secrets: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Secret(Base):
+    """A named secret of an organization; its values are `SecretVersion` rows, the highest `version` in use."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_secret_org_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)  # the latest
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SecretVersion(Base):
+    """One value of a secret, encrypted (secretcrypto.py): never the plaintext, never the data key unwrapped."""
+
+    __tablename__ = "secret_versions"
+    __table_args__ = (UniqueConstraint("secret_id", "version", name="uq_secret_version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    secret_id: Mapped[str] = mapped_column(ForeignKey("secrets.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str] = mapped_column(String(16))  # the master key that wrapped the data key
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Image(Base):

@@ -34,7 +34,7 @@ from ..node.node import Node
 from . import compat
 from .builder import Builder, BuildFailed, BuildRequest
 from .buildplan import ImageConfig, Plan, base_key, resolve
-from .db import Image, utcnow
+from .db import Image, Sandbox, utcnow
 from .errors import ApiError
 
 log = logging.getLogger("sandburg.server")
@@ -294,7 +294,10 @@ class ImageService:
         """Delete every layer no image references (sandbox roots are independent snapshots: unaffected)."""
         with self.sessions() as s:
             rows = list(s.scalars(select(Image)))
-        keep: set[str] = set()
+            # the checkpoint images of paused gvisor sandboxes (pause.py)
+            keep: set[str] = {
+                str(k) for k in (e.get("pausedImage") for e in s.scalars(select(Sandbox.extra)) if e) if k
+            }
         for r in rows:
             keep.update(r.layers or [])
             if r.layer and r.layer.startswith(LAYER_REF):

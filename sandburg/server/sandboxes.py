@@ -12,8 +12,9 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -21,13 +22,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .._codes import ErrorCode
-from ..node import crash, statesnap
+from ..node import crash, memsnap, statesnap
 from ..node.errors import ImageNotFound, NodeError
+from ..node.memsnap import MemoryKeys
 from ..node.monitor import ExitMonitor
 from ..node.netpolicy import Policy
 from ..node.node import Node
 from ..node.spec import SandboxSpec
-from . import compat
+from . import compat, pause
 from .config import Settings
 from .db import Sandbox, utcnow
 from .errors import ApiError
@@ -38,6 +40,7 @@ from .netservice import NetService
 from .sandbox_build import BuildOps, build_plan_of, plan_name
 from .sandbox_network import NetworkOps
 from .schemas import CreateSandbox
+from .secretservice import SecretService
 
 log = logging.getLogger("sandburg.server")
 
@@ -50,6 +53,7 @@ UID_SLOTS = 30_000  # 100000 + 32000 * 65536 < 2^31: such gids fit the kernel's 
 class Live:
     organization_id: str
     isolation: str
+    secrets: Mapping[str, str] = field(default_factory=dict)  # env name -> secret name (secretservice.py)
 
 
 class SandboxService(NetworkOps, BuildOps):
@@ -61,6 +65,7 @@ class SandboxService(NetworkOps, BuildOps):
         self.node = node
         self.net = net
         self.images: ImageService | None = None  # set by the app: resolves image names (imageservice.py)
+        self.secrets: SecretService | None = None  # set by the app: secret references (secretservice.py)
         self.live: dict[str, Live] = {}  # started sandboxes, for the toolbox's fast path
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -133,8 +138,16 @@ class SandboxService(NetworkOps, BuildOps):
         )  # fmt: skip
 
     # -- transitions -----------------------------------------------------------------------------------------
-    def create(self, org_id: str, req: CreateSandbox, *, image_ref: str | None = None) -> Sandbox:
-        """Create and start a sandbox. `image_ref` (builds only) is a node ref (layer:<key>) used as its root."""
+    def create(
+        self,
+        org_id: str,
+        req: CreateSandbox,
+        *,
+        image_ref: str | None = None,
+        memory: MemoryKeys | None = None,
+    ) -> Sandbox:
+        """Create and start a sandbox. `image_ref` (builds only) is a node ref (layer:<key>) used as its root;
+        `memory` (gvisor): the processes of a memory snapshot to restore instead of booting (a memory fork)."""
         st = self.settings
         # Daytona's SDKs cannot send `isolation`: the label sandburg.io/isolation chooses the tier for them
         isolation = req.isolation or req.labels.get(ISOLATION_LABEL) or st.default_isolation
@@ -182,29 +195,41 @@ class SandboxService(NetworkOps, BuildOps):
                 ErrorCode.IMAGE_NOT_FOUND,
                 f"image {image!r} not found; available: {', '.join(self.node.images.names())}",
             )
+        if self.secrets is not None:
+            refs = self.secrets.references_for_create(org_id, req.secrets, req.env, image)
+        elif req.secrets:
+            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "this server has no secret store")
+        else:
+            refs = {}
         policy = self.net.policy_for_create(req) if self.net else None
         sid = str(uuid.uuid4())
         name = req.name or f"sb-{sid[:8]}"
         extra = compat.stored_extra(req)
         with self._lock(sid):
-            row = self._insert(
-                org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, env, req, extra, policy,
-                state="pending_build" if plan is not None else "creating",
-            )  # fmt: skip
+            with self.secrets.holding(org_id, refs) if self.secrets is not None else nullcontext():
+                row = self._insert(
+                    org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, env, req, extra, policy,
+                    state="pending_build" if plan is not None else "creating", secrets=refs,
+                )  # fmt: skip
             if plan is not None:
                 self.build_then_boot(row, plan, policy)
                 return row
             crash.point("create.row")
-            return self._boot(row, ref, policy)
+            return self._boot(row, ref, policy, memory)
 
-    def _boot(self, row: Sandbox, ref: str, policy: Policy | None) -> Sandbox:
+    def _boot(
+        self, row: Sandbox, ref: str, policy: Policy | None, memory: MemoryKeys | None = None
+    ) -> Sandbox:
         """The node part of a create (the row is `creating`, its lock held): undone entirely on failure."""
         sid, org_id = row.id, row.organization_id
         spec = replace(self._spec(row), image=ref)
         if self.net and row.ip and policy:
             self.net.register(sid, org_id, row.ip, policy)  # the resolver answers it from its first query
         try:
-            pid = self.node.create(spec)
+            if memory is not None:
+                pid = self.node.create(spec, memsnap.image_path(self.node, memory), memory.run)
+            else:
+                pid = self.node.create(spec)
             crash.point("create.agent")
         except ImageNotFound as exc:
             self._undo_create(row)
@@ -214,7 +239,7 @@ class SandboxService(NetworkOps, BuildOps):
             self._undo_create(row)
             raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
         row = self._set_state(sid, "started")
-        self.live[sid] = Live(org_id, row.isolation)
+        self.live[sid] = Live(org_id, row.isolation, dict(row.secrets or {}))
         self.monitor.watch(sid, pid)
         return row
 
@@ -224,6 +249,8 @@ class SandboxService(NetworkOps, BuildOps):
             row = self.get(org_id, sid)
             if row.state == "started":
                 return row
+            if row.state == "paused":
+                return pause.resume_locked(self, row)
             if row.state not in ("stopped", "error"):
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
             return self.start_locked(sid)
@@ -239,8 +266,12 @@ class SandboxService(NetworkOps, BuildOps):
         except NodeError as exc:
             self._set_state(sid, "error", f"start failed: {exc}"[:200])
             raise ApiError(ErrorCode.RUNTIME_ERROR, f"sandbox could not be started: {exc}") from exc
+        return self.mark_started(sid, pid)
+
+    def mark_started(self, sid: str, pid: int) -> Sandbox:
+        """The sandbox runs as host pid `pid` (lock held): `started`, and watched for its exit."""
         row = self._set_state(sid, "started")
-        self.live[sid] = Live(row.organization_id, row.isolation)
+        self.live[sid] = Live(row.organization_id, row.isolation, dict(row.secrets or {}))
         self.monitor.watch(sid, pid)
         return row
 
@@ -250,10 +281,11 @@ class SandboxService(NetworkOps, BuildOps):
             row = self.get(org_id, sid)
             if row.state == "stopped":
                 return row
-            if row.state not in ("started", "error"):
+            if row.state not in ("started", "error", "paused"):
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
             self._set_state(sid, "stopping")
             self._release(sid)
+            pause.drop(self, row)  # a paused sandbox's processes end with the stop
             try:
                 self.node.stop(sid, row.isolation)
             except NodeError as exc:
@@ -268,6 +300,7 @@ class SandboxService(NetworkOps, BuildOps):
             self._set_state(sid, "destroying")
             crash.point("delete.row")
             self._release(sid)
+            pause.drop(self, row)
             try:
                 self.node.delete(sid, row.isolation, row.ip)
             except NodeError as exc:
@@ -358,6 +391,14 @@ class SandboxService(NetworkOps, BuildOps):
                 s.delete(s.get(Sandbox, sid))
                 s.commit()
             return
+        if row.state == "pausing":  # a crash during a pause: paused if the checkpoint is whole, else started
+            key = str((row.extra or {}).get(pause.PAUSED_IMAGE) or "")
+            if key and self.node.images.layers.exists(key):
+                self.node.stop(sid, row.isolation)
+                self._set_state(sid, "paused")
+                return
+            pause.drop(self, row)
+            row.state = "started"
         if row.state in ("started", "starting") and statesnap.thaw(self.node, sid, row.isolation):
             log.warning("sandbox %s was left frozen by an interrupted snapshot: resumed", sid)
         running, pid = self.node.is_running(sid, row.isolation)
@@ -365,7 +406,7 @@ class SandboxService(NetworkOps, BuildOps):
             if running:
                 self.node.agent_ready(sid)
                 self._set_state(sid, "started")
-                self.live[sid] = Live(row.organization_id, row.isolation)
+                self.live[sid] = Live(row.organization_id, row.isolation, dict(row.secrets or {}))
                 self.monitor.watch(sid, pid)
             elif row.state == "starting":
                 self.node.stop(sid, row.isolation)
@@ -424,6 +465,7 @@ class SandboxService(NetworkOps, BuildOps):
     def _insert(
         self, org_id: str, sid: str, name: str, isolation: str, image: str, cpu: int, memory_mib: int, disk_mib: int,
         env: dict[str, str], req: CreateSandbox, extra: dict[str, Any], policy: Policy | None, state: str = "creating",
+        secrets: dict[str, str] | None = None,
     ) -> Sandbox:  # fmt: skip
         for _attempt in range(5):
             with self.sessions() as s:
@@ -447,7 +489,8 @@ class SandboxService(NetworkOps, BuildOps):
                     cpu=cpu, memory_mib=memory_mib, disk_mib=disk_mib, env=env, labels=dict(req.labels),
                     user="root", uid_slot=slot, public=bool(req.public),
                     network_block_all=bool(policy and policy.mode == "none"), ip=ip,
-                    network=policy.to_json() if policy else {}, extra=extra, created_at=now, updated_at=now,
+                    network=policy.to_json() if policy else {}, extra=extra, secrets=dict(secrets or {}),
+                    created_at=now, updated_at=now,
                 )  # fmt: skip
                 s.add(row)
                 try:

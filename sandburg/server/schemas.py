@@ -61,7 +61,9 @@ class CreateSandbox(Strict):
     otelEndpointOverride: str | None = None
     queueTimeout: StrictInt | None = None
     linkedSandbox: str | None = None
-    secrets: list[dict[str, str]] | None = None
+    # secret references (docs/secrets.md): names (the env name is the secret's name), Daytona's one
+    # {"ENV_NAME": "secret-name"} object per secret, or one such mapping; values are added at each process start
+    secrets: list[str | dict[str, str]] | dict[str, str] | None = None
     # sandburg: egress policy, "none" | "all" | {"allow": [names, *.names, CIDRs], "deny": [...]}; default: the
     # server's default allowlist (docs/network.md)
     network: Literal["none", "all"] | NetworkPolicyIn | None = None
@@ -132,6 +134,8 @@ class SandboxOut(BaseModel):
     memoryMiB: int
     diskMiB: int
     network: NetworkPolicyOut | None = None
+    # env name -> secret name, never a value; not `secrets`, which Daytona's clients read as their own field
+    secretRefs: dict[str, str] = Field(default_factory=dict)
 
 
 class SandboxList(BaseModel):
@@ -358,3 +362,21 @@ class UploadedFileV2(BaseModel):
     name: str
     path: str
     type: str
+
+
+# -- secrets (routers/secrets.py) ----------------------------------------------------------------------------------
+class SecretIn(Strict):
+    value: str
+
+
+class SecretOut(BaseModel):
+    """A secret's metadata: the value is never answered."""
+
+    name: str
+    version: int
+    createdAt: str
+    updatedAt: str
+
+
+class SecretList(BaseModel):
+    items: list[SecretOut]

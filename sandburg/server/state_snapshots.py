@@ -26,7 +26,6 @@ from sqlalchemy.exc import IntegrityError
 
 from .._codes import ErrorCode
 from ..node import crash, memsnap, statesnap
-from ..node.agent_client import AgentClient, AgentClientError, Endpoint
 from ..node.errors import NodeError
 from ..node.images import LAYER_REF
 from ..node.memsnap import MemoryKeys
@@ -34,6 +33,7 @@ from ..node.spec import CONTAINER, GVISOR
 from .buildplan import ImageConfig
 from .db import Image, Sandbox, utcnow
 from .errors import ApiError
+from .pause import open_deleted
 from .schemas import CreateSandbox, NetworkPolicyIn
 
 if TYPE_CHECKING:
@@ -76,6 +76,12 @@ class StateSnapshots:
                     "memory snapshots need the gvisor tier (runsc checkpoint); this sandbox runs on container: "
                     "snapshot its files with memory=False",
                 )
+            if box.secrets:
+                raise ApiError(
+                    ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
+                    "this sandbox has secrets, and a memory image would hold their values (its processes keep "
+                    "their env): snapshot its files with memory=False (docs/secrets.md)",
+                )
             if self.node.net is None:
                 raise ApiError(
                     ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
@@ -107,6 +113,7 @@ class StateSnapshots:
                 "memoryMiB": box.memory_mib, "diskMiB": box.disk_mib, "network": dict(box.network or {}),
                 "captureMs": round((time.monotonic() - t0) * 1000, 1),
                 **({"memory": keys.to_json()} if keys else {}),
+                "secrets": dict(box.secrets or {}),  # references only: forks inherit them
             }  # fmt: skip
             now = utcnow()
             row = Image(
@@ -135,7 +142,7 @@ class StateSnapshots:
                 f"a memory snapshot captures running processes: sandbox is {box.state}; start it first",
                 state=box.state,
             )
-        held = asyncio.run(_open_deleted(self.node.agent_endpoint(sid)))
+        held = asyncio.run(open_deleted(self.node.agent_endpoint(sid)))
         if held:
             raise ApiError(
                 ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
@@ -345,11 +352,3 @@ def lineage(rows: list[Image]) -> list[dict[str, Any]]:
     """Each snapshot with its parent's name (None for a first snapshot or a deleted parent)."""
     names = {r.id: r.name for r in rows}
     return [{"name": r.name, "parent": names.get((r.source or {}).get("parent") or "")} for r in rows]
-
-
-async def _open_deleted(endpoint: Endpoint) -> list[str]:
-    try:
-        async with AgentClient(endpoint) as agent:
-            return await agent.open_deleted()
-    except AgentClientError as exc:
-        raise ApiError(ErrorCode.RUNTIME_ERROR, f"the sandbox's agent did not answer: {exc}") from exc

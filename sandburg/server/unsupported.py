@@ -26,7 +26,7 @@ AREAS = {
     "images": "registry credentials and build-context uploads (COPY/ADD of local files) come with a later issue "
     "(docs/daytona-compat.md)",
     "interpreter": "stateful interpreter contexts come with a later issue",
-    "lifecycle": "archive, pause and resize come with the lifecycle automation issue",
+    "lifecycle": "archive and resize come with the lifecycle automation issue",
     "lsp": "language servers come with a later issue",
     "network": "signed preview URLs, SSH access and signing keys come with a later issue (plain preview URLs work)",
     "observability": "metrics, logs and traces come with the observability issue",
@@ -132,7 +132,6 @@ POST   /sandbox/{sandboxIdOrName}/archive  lifecycle
 POST   /sandbox/{sandboxIdOrName}/backup  snapshots
 GET    /sandbox/{sandboxIdOrName}/forks  snapshots
 GET    /sandbox/{sandboxIdOrName}/parent  snapshots
-POST   /sandbox/{sandboxIdOrName}/pause  lifecycle
 GET    /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url  network
 POST   /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url/{token}/expire  network
 POST   /sandbox/{sandboxIdOrName}/resize  lifecycle

@@ -57,7 +57,8 @@ def count_sandboxes(http: httpx.Client) -> int:
         ({"buildInfo": {"dockerfileContent": 'FROM busybox\nCOPY ["a", "/a"]'}}, 501, "NOT_IMPLEMENTED"),
         ({"buildInfo": {"dockerfileContent": "FROM busybox\nVOLUME /data"}}, 400, "VALIDATION_ERROR"),
         ({"buildInfo": {"dockerfileContent": "FROM x"}}, 404, "IMAGE_NOT_FOUND"),
-        ({"secrets": [{"TOKEN": "name"}]}, 501, "NOT_IMPLEMENTED"),
+        ({"secrets": [{"TOKEN": "NO_SUCH_SECRET"}]}, 404, "SECRET_NOT_FOUND"),
+        ({"secrets": ["bad-name"]}, 422, "INVALID_SECRET"),
     ],
 )
 def test_bad_create_is_refused_and_makes_nothing(http, body, status, code):

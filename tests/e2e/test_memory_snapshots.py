@@ -9,6 +9,7 @@ import json
 import os
 import shlex
 import socket
+import subprocess
 import time
 import uuid
 
@@ -189,3 +190,68 @@ def test_agent_port_answers_only_with_the_token(make_box, server):
     assert ask(b"") is None  # the ping's own bytes are taken as a (wrong) token
     assert ask(b"0" * len(ep["token"])) is None
     assert box.process.exec("echo alive").stdout == "alive\n"
+
+
+@pytest.mark.parametrize("tier", ["container", "gvisor"])
+def test_pause_keeps_processes_and_start_resumes_them(make_box, server, tier):
+    """gvisor: checkpointed to disk, no runtime process while paused; container: frozen in place. Either way
+    nothing runs while paused and `start` goes on from where it was; `stop` of a paused sandbox drops it."""
+    box = make_box(image="debian-12", isolation=tier)
+    box.process.create_session("counter").exec(COUNTER, background=True)
+    wait_for(lambda: count(box) >= 5, what="the counter")
+    before = count(box)
+    box.pause()
+    assert box.state == "paused"
+    with pytest.raises(SandboxNotRunningError):
+        box.process.exec("true")
+    runtime = "runsc" if tier == "gvisor" else "runc"
+    state = subprocess.run(
+        [runtime, "--root", os.path.join(server.data_dir, runtime), "state", box.id],
+        capture_output=True,
+        text=True,
+    )
+    if tier == "gvisor":
+        assert state.returncode != 0, (
+            state.stdout
+        )  # the sandbox is gone from the host: only its checkpoint is kept
+    else:
+        assert json.loads(state.stdout)["status"] == "paused"
+    time.sleep(1.5)  # a running counter would add ~15
+    box.start()
+    assert box.state == "started"
+    c = count(box)
+    assert before <= c <= before + 5, (before, c)  # it did not count while paused
+    wait_for(lambda: count(box) >= c + 3, what="the resumed counter")  # and goes on (a restart starts at 1)
+    box.pause()
+    box.stop()  # a paused sandbox can be stopped: its processes end
+    box.start()
+    assert box.state == "started" and "while true" not in box.process.exec("ps -eo args").stdout
+
+
+def test_secrets_never_reach_a_memory_image(sb, make_box, server):
+    """A process started with a secret holds its value in memory: a sandbox with secrets gets no memory snapshot
+    (typed refusal, sandbox untouched), and its pause freezes it in place instead of writing a checkpoint."""
+    name = f"MEM_SECRET_{uuid.uuid4().hex[:8].upper()}"
+    sb.secrets.set(name, "s3cr3t-" + uuid.uuid4().hex)
+    try:
+        box = make_box(image="debian-12", isolation="gvisor", secrets=[name])
+        with pytest.raises(MemorySnapshotUnsupportedError) as err:
+            box.snapshot(uniq("with-secret"), memory=True)
+        assert "secrets" in str(err.value)
+        assert box.snapshot(uniq("files-only")).memory is False  # positive control: the files are fine
+        box.pause()
+        layers = os.path.join(server.data_dir, "store", "layers")
+        before = set(os.listdir(layers))
+        state = subprocess.run(
+            ["runsc", "--root", os.path.join(server.data_dir, "runsc"), "state", box.id],
+            capture_output=True,
+            text=True,
+        )
+        assert json.loads(state.stdout)["status"] == "paused"  # frozen, not checkpointed
+        box.start()
+        assert box.process.exec("echo alive").stdout == "alive\n" and set(os.listdir(layers)) == before
+        for s in sb.snapshots.list(sandbox=box.id):
+            s.delete()
+        box.delete()
+    finally:
+        sb.secrets.delete(name)

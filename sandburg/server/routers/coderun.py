@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from ..._codes import ErrorCode
 from ..errors import ApiError
 from ..schemas import CodeRunArtifacts, CodeRunRequest, CodeRunResponse
-from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout
+from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
 
@@ -68,6 +68,7 @@ async def code_run(sandbox_id: str, body: CodeRunRequest, request: Request, who:
     if language not in RUNNERS:
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"language: one of {', '.join(RUNNERS)}, got {language!r}")
     needs, script = RUNNERS[language]
+    inj = secrets_for(svc, who.organization_id, sandbox_id)
     st = request.app.state.settings
     timeout = effective_timeout(st, body.timeout)
     res = await _until_disconnect(
@@ -77,15 +78,15 @@ async def code_run(sandbox_id: str, body: CodeRunRequest, request: Request, who:
             sandbox_id,
             agent.exec(
                 argv=["/bin/sh", "-c", script, "sh", *(body.argv or [])],
-                env=body.envs,
+                env=inj.merged(body.envs),
                 timeout=timeout,
                 max_output=st.max_output_bytes,
                 stdin=body.code.encode("utf-8", "replace"),
             ),  # fmt: skip
         ),
     )
-    stdout = res.stdout.decode(errors="replace")
-    stderr = res.stderr.decode(errors="replace")
+    stdout = inj.redactor.text(res.stdout)
+    stderr = inj.redactor.text(res.stderr)
     if res.exit_code == 127 and not stdout and stderr.strip() == NO_RUNTIME:
         raise ApiError(
             ErrorCode.BAD_REQUEST,

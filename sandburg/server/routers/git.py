@@ -39,8 +39,9 @@ from ..gitschemas import (
     ListBranchResponse,
     ListRemotesResponse,
 )
+from ..redact import MIN_LENGTH
 from .fswire import TRUNCATED_RESPONSE, json_response, query_path
-from .toolbox import Auth, _agent, _call, _until_disconnect
+from .toolbox import Auth, _agent, _call, _until_disconnect, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/git", tags=["git"])
 RepoPath = Annotated[str, Depends(query_path)]
@@ -75,11 +76,16 @@ class _Git:
     ) -> None:
         self.request, self.sandbox_id = request, sandbox_id
         self.svc, self.agent = _agent(request, sandbox_id, who)
+        # git is a toolbox process too: the sandbox's secrets are in its env (under git's own settings), and
+        # never in an error message
+        self.injected = secrets_for(self.svc, who.organization_id, sandbox_id)
         settings = request.app.state.settings
         self.timeout, self.max_output = float(settings.exec_max_timeout), int(settings.max_output_bytes)
         try:
             self.auth = gitcmd.auth_env(username, password, insecure_skip_tls)
-            self.secrets = gitcmd.secrets_of(username, password)
+            self.secrets = gitcmd.secrets_of(username, password) + [
+                v for v in self.injected.env.values() if len(v) >= MIN_LENGTH
+            ]
         except UnicodeEncodeError:
             raise ApiError(ErrorCode.BAD_REQUEST, "username and password must be valid text") from None
 
@@ -88,7 +94,7 @@ class _Git:
         check: bool = True,
     ) -> ExecResult:  # fmt: skip
         """Run `argv`; raise the classified error if it fails (unless `check` is false)."""
-        full_env = {**gitcmd.ENV, **self.auth, **(env or {})}
+        full_env = {**self.injected.env, **gitcmd.ENV, **self.auth, **(env or {})}
         run = self.agent.exec(
             argv=argv, env=full_env, timeout=self.timeout, max_output=self.max_output, stdin=stdin
         )

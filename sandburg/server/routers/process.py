@@ -8,9 +8,10 @@ from pydantic import ValidationError
 from ..._codes import ErrorCode
 from ...node.agent_client import AgentError, AgentUnavailable, ExecStream
 from ..errors import ApiError
+from ..redact import redact_stream
 from ..schemas import ExecuteRequest, ExecuteResponse
-from ..ws import as_control, incoming, open_toolbox, pump_both
-from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout
+from ..ws import as_control, deny, incoming, open_toolbox, pump_both
+from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
 
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
 async def execute(sandbox_id: str, body: ExecuteRequest, request: Request, who: Auth) -> ExecuteResponse:
     """Run a shell command and answer its exit code and output once it ends."""
     svc, agent = _agent(request, sandbox_id, who)
+    inj = secrets_for(svc, who.organization_id, sandbox_id)
     st = request.app.state.settings
     timeout = effective_timeout(st, body.timeout)
     res = await _until_disconnect(
@@ -29,12 +31,16 @@ async def execute(sandbox_id: str, body: ExecuteRequest, request: Request, who: 
             svc,
             sandbox_id,
             agent.exec(
-                body.command, cwd=body.cwd, env=body.envs, timeout=timeout, max_output=st.max_output_bytes
+                body.command,
+                cwd=body.cwd,
+                env=inj.merged(body.envs),
+                timeout=timeout,
+                max_output=st.max_output_bytes,
             ),
         ),
     )
-    stdout = res.stdout.decode(errors="replace")
-    stderr = res.stderr.decode(errors="replace")
+    stdout = inj.redactor.text(res.stdout)
+    stderr = inj.redactor.text(res.stderr)
     if res.timed_out:
         raise ApiError(
             ErrorCode.PROCESS_EXECUTION_TIMEOUT, f"command timed out after {timeout or 0:g}s and was killed",
@@ -62,7 +68,12 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
     opened = await open_toolbox(ws, sandbox_id)
     if opened is None:
         return
-    _, svc = opened
+    who, svc = opened
+    try:
+        inj = secrets_for(svc, who.organization_id, sandbox_id)
+    except ApiError as exc:
+        await deny(ws, exc)
+        return
     await ws.accept()
     try:
         first = await ws.receive_json()
@@ -77,7 +88,7 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
     timeout = effective_timeout(st, req.timeout)
     agent = svc.node.agent(sandbox_id)
     stream = agent.exec_stream(
-        req.command, cwd=req.cwd, env=req.envs, timeout=timeout, max_output=st.max_output_bytes,
+        req.command, cwd=req.cwd, env=inj.merged(req.envs), timeout=timeout, max_output=st.max_output_bytes,
         stdin=bool(first.get("stdin")),
     )  # fmt: skip
 
@@ -98,7 +109,8 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
         async with stream as proc:
 
             async def forward() -> None:
-                async for name, chunk in proc:
+                chunks = redact_stream(proc, inj.redactor) if inj.redactor else proc
+                async for name, chunk in chunks:
                     await ws.send_bytes((STDOUT_MARK if name == "stdout" else STDERR_MARK) + chunk)
 
             await pump_both(forward(), pump_input(proc))

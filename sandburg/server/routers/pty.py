@@ -23,12 +23,15 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from ..._codes import ErrorCode
 from ...node.agent_client import AgentError, AgentUnavailable, ExecStream
 from ..errors import ApiError
+from ..redact import redact_stream
 from ..schemas import PtyList, PtyResize, PtySessionInfo
 from ..ws import as_control, deny, incoming, open_toolbox, pump_both
-from .toolbox import Auth, _agent
+from .toolbox import Auth, _agent, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/process/pty", tags=["pty"])
 EXIT_CONTROL = "X-Daytona-Pty-Exit-Control"
+# a terminal echoes keystrokes: bytes held back as the possible start of a secret value go out after this long
+ECHO_FLUSH = 0.05
 ENVS_PREFIX = "X-Daytona-Pty-Envs~"
 
 
@@ -99,7 +102,7 @@ async def create_connect(ws: WebSocket, sandbox_id: str) -> None:
     opened = await open_toolbox(ws, sandbox_id)
     if opened is None:
         return
-    _, svc = opened
+    who, svc = opened
     pty_id = ws.query_params.get("id") or f"pty-{int(time.time() * 1000)}"
     cols, rows = _int_param(ws, "cols", 80), _int_param(ws, "rows", 24)
     if not (0 < cols <= 1000 and 0 < rows <= 1000) or len(pty_id) > 64:
@@ -112,18 +115,24 @@ async def create_connect(ws: WebSocket, sandbox_id: str) -> None:
         await deny(ws, ApiError(ErrorCode.SESSION_EXISTS, f"terminal {pty_id!r} already exists"))
         return
     cwd = ws.query_params.get("cwd") or "/workspace"
-    term = Terminal(pty_id, cols, rows, cwd, _envs(ws))
+    term = Terminal(pty_id, cols, rows, cwd, _envs(ws))  # what the client set: listed, unlike secret values
+    try:
+        inj = secrets_for(svc, who.organization_id, sandbox_id)
+    except ApiError as exc:
+        await deny(ws, exc)
+        return
     offered = ws.scope.get("subprotocols", [])
     await ws.accept(subprotocol=EXIT_CONTROL if EXIT_CONTROL in offered else None)
     reg[(sandbox_id, pty_id)] = term
     agent = svc.node.agent(sandbox_id)
     try:
-        async with agent.pty(cols=cols, rows=rows, cwd=cwd, env=term.envs or None) as proc:
+        async with agent.pty(cols=cols, rows=rows, cwd=cwd, env=inj.merged(term.envs) or None) as proc:
             term.proc, term.ws = proc, ws
             await ws.send_json({"type": "control", "status": "connected"})
 
             async def forward() -> None:
-                async for _name, chunk in proc:
+                chunks = redact_stream(proc, inj.redactor, ECHO_FLUSH) if inj.redactor else proc
+                async for _name, chunk in chunks:
                     await ws.send_bytes(chunk)
 
             await pump_both(forward(), _keystrokes(ws, proc, term))

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..._version import __version__
-from .. import listing
+from .. import listing, pause
 from ..auth import Principal, authenticate
 from ..db import Sandbox
 from ..sandboxes import SandboxService
@@ -83,6 +83,7 @@ def to_out(row: Sandbox, request: Request) -> SandboxOut:
         memoryMiB=row.memory_mib,
         diskMiB=row.disk_mib,
         network=NetworkPolicyOut(**row.network) if row.network else None,
+        secretRefs=dict(row.secrets or {}),
     )
 
 
@@ -162,6 +163,13 @@ def delete_sandbox(sandbox_id_or_name: str, request: Request, who: Auth, svc: Sv
 @router.post("/{sandbox_id_or_name}/start", response_model=SandboxOut)
 def start_sandbox(sandbox_id_or_name: str, request: Request, who: Auth, svc: Svc) -> SandboxOut:
     return to_out(svc.start(who.organization_id, sandbox_id_or_name), request)
+
+
+@router.post("/{sandbox_id_or_name}/pause", response_model=SandboxOut)
+def pause_sandbox(sandbox_id_or_name: str, request: Request, who: Auth, svc: Svc) -> SandboxOut:
+    """Keep the sandbox's processes without running them; `start` resumes them (docs/snapshots.md "Pause").
+    gvisor: checkpointed to disk, no memory held; container: frozen in place (cgroup freezer)."""
+    return to_out(pause.pause(svc, who.organization_id, sandbox_id_or_name), request)
 
 
 @router.post("/{sandbox_id_or_name}/stop", response_model=SandboxOut)

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Query, Request, Response, WebSocket, WebSocketDis
 from ..._codes import ErrorCode
 from ...node import sessions as S
 from ..errors import ApiError
+from ..redact import Redactor
 from ..schemas import (
     CommandInput,
     CommandLogs,
@@ -28,7 +29,7 @@ from ..schemas import (
     SessionOut,
 )
 from ..ws import deny, open_toolbox
-from .toolbox import Auth, _agent, _call
+from .toolbox import Auth, _agent, _call, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/process/session", tags=["sessions"])
 STDOUT_MARK, STDERR_MARK = b"\x01\x01\x01", b"\x02\x02\x02"
@@ -48,6 +49,11 @@ def _command_out(c: S.CommandInfo) -> SessionCommand:
         id=c.id, command=c.command, exitCode=c.exit_code, runAsync=c.background, truncated=c.truncated,
         startedAt=_iso(c.started), endedAt=_iso(c.ended),
     )  # fmt: skip
+
+
+def _redactor(request: Request, sandbox_id: str, org_id: str) -> Redactor:
+    """Masks the current values of the sandbox's secrets in the logs answered (docs/secrets.md)."""
+    return secrets_for(request.app.state.sandboxes, org_id, sandbox_id).redactor
 
 
 def _run_dir(request: Request, sandbox_id: str) -> str:
@@ -73,9 +79,11 @@ def _command(request: Request, sandbox_id: str, session_id: str, command_id: str
 
 @router.post("", status_code=201, response_class=Response)
 async def create_session(sandbox_id: str, body: CreateSession, request: Request, who: Auth) -> Response:
-    """Start a session shell; 409 SESSION_EXISTS if the id is taken."""
+    """Start a session shell; 409 SESSION_EXISTS if the id is taken. The sandbox's secrets are in its env as they
+    are now: like any shell, a session keeps the values it started with."""
     svc, agent = _agent(request, sandbox_id, who)
-    await _call(svc, sandbox_id, S.create(agent, body.sessionId))
+    env = secrets_for(svc, who.organization_id, sandbox_id).merged(None)
+    await _call(svc, sandbox_id, S.create(agent, body.sessionId, env=env))
     return Response(status_code=201)
 
 
@@ -132,9 +140,10 @@ async def session_exec(
     chunk = S.read_log(run, session_id, cmd_id, 0, cap + (1 << 20))
     output, out, err = S.split(chunk.records)
     info = S.command(run, session_id, cmd_id)
+    red = _redactor(request, sandbox_id, who.organization_id)
     return SessionExecuteResponse(
-        cmdId=cmd_id, output=output.decode(errors="replace"), stdout=out.decode(errors="replace"),
-        stderr=err.decode(errors="replace"), exitCode=res.get("exit_code"), truncated=bool(info and info.truncated),
+        cmdId=cmd_id, output=red.text(output), stdout=red.text(out), stderr=red.text(err),
+        exitCode=res.get("exit_code"), truncated=bool(info and info.truncated),
     )  # fmt: skip
 
 
@@ -161,9 +170,10 @@ async def command_logs(
     cap = request.app.state.settings.max_output_bytes
     chunk = S.read_log(_run_dir(request, sandbox_id), session_id, command_id, offset, cap + (1 << 20))
     output, out, err = S.split(chunk.records)
+    red = _redactor(request, sandbox_id, who.organization_id)
     return CommandLogs(
-        output=output.decode(errors="replace"), stdout=out.decode(errors="replace"),
-        stderr=err.decode(errors="replace"), nextOffset=chunk.next_offset, truncated=info.truncated,
+        output=red.text(output), stdout=red.text(out), stderr=red.text(err), nextOffset=chunk.next_offset,
+        truncated=info.truncated,
     )  # fmt: skip
 
 
@@ -177,26 +187,42 @@ async def follow_logs(
     opened = await open_toolbox(ws, sandbox_id)
     if opened is None:
         return
-    _, svc = opened
+    who, svc = opened
     run = str(svc.node.run_path(sandbox_id))
     if S.command(run, session_id, command_id) is None:
         await deny(ws, ApiError(ErrorCode.COMMAND_NOT_FOUND, f"command {command_id!r} not found"))
         return
+    try:
+        red = secrets_for(svc, who.organization_id, sandbox_id).redactor
+    except ApiError as exc:
+        await deny(ws, exc)
+        return
+    # per stream, a value split across records is masked too; the end held back goes out when the command ends
+    masks = {S.STDOUT: red.stream(), S.STDERR: red.stream()}
+
+    async def send(records: list[tuple[int, bytes]], last: bool = False) -> None:
+        for stream, data in records:
+            mask = masks.get(stream)
+            data = mask.feed(data) if mask is not None else data
+            if data:
+                await ws.send_bytes((STDOUT_MARK if stream == S.STDOUT else STDERR_MARK) + data)
+        for stream, mask in masks.items() if last else ():
+            if mask.holding:
+                await ws.send_bytes((STDOUT_MARK if stream == S.STDOUT else STDERR_MARK) + mask.flush())
+
     await ws.accept()
     pos = max(0, offset)
     try:
         while True:
             chunk = await asyncio.to_thread(S.read_log, run, session_id, command_id, pos, 1 << 20)
-            for stream, data in chunk.records:
-                await ws.send_bytes((STDOUT_MARK if stream == S.STDOUT else STDERR_MARK) + data)
+            await send(chunk.records)
             pos = chunk.next_offset
             if chunk.records:
                 continue
             info = S.command(run, session_id, command_id)
             if info is None or info.exit_code is not None:
                 final = await asyncio.to_thread(S.read_log, run, session_id, command_id, pos, 1 << 20)
-                for stream, data in final.records:  # written between the last read and the end
-                    await ws.send_bytes((STDOUT_MARK if stream == S.STDOUT else STDERR_MARK) + data)
+                await send(final.records, last=True)  # written between the last read and the end
                 break
             await asyncio.sleep(_FOLLOW_POLL)
         await ws.close(code=1000)

@@ -19,6 +19,7 @@ from ..auth import Principal, authenticate
 from ..config import Settings
 from ..errors import ApiError
 from ..sandboxes import SandboxService
+from ..secretservice import NO_SECRETS, Injection
 
 Auth = Annotated[Principal, Depends(authenticate)]
 T = TypeVar("T")
@@ -29,6 +30,15 @@ def _agent(request: Request, sandbox_id: str, who: Principal) -> tuple[SandboxSe
     svc: SandboxService = request.app.state.sandboxes
     svc.require_running(who.organization_id, sandbox_id)
     return svc, svc.node.agent(sandbox_id)
+
+
+def secrets_for(svc: SandboxService, org_id: str, sandbox_id: str) -> Injection:
+    """The current values of the sandbox's secrets for a process about to start, and their redactor (one per
+    process start: a rotation is seen by the next command)."""
+    live = svc.require_running(org_id, sandbox_id)
+    if svc.secrets is None or not live.secrets:
+        return NO_SECRETS
+    return svc.secrets.for_exec(org_id, live.secrets)
 
 
 async def _call(svc: SandboxService, sandbox_id: str, awaitable: Awaitable[T]) -> T:

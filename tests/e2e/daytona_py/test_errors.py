@@ -13,8 +13,9 @@ EXPECTED = {
     "not_found": ("DaytonaNotFoundError", 404),
     "timeout": ("DaytonaProcessExecutionTimeoutError", 408),
     "stopped_exec": ("DaytonaConflictError", 409),
+    "secrets": ("DaytonaNotFoundError", 404),  # SECRET_NOT_FOUND: the store has no such secret
 }
-NOT_YET = ("archive", "preview", "resize", "pause", "volumes", "secrets", "ssh", "update_env")
+NOT_YET = ("archive", "preview", "resize", "pause", "volumes", "ssh", "update_env")
 
 
 def test_sdk_exception_types(run_script: RunScript) -> None:

@@ -38,7 +38,7 @@ with cleanup(daytona) as made:
     out["volumes"] = catch(lambda: daytona.volume.list())
     out["secrets"] = catch(
         lambda: daytona.create(
-            CreateSandboxFromSnapshotParams(snapshot="busybox", secrets={"TOKEN": "my-secret"})
+            CreateSandboxFromSnapshotParams(snapshot="busybox", secrets={"TOKEN": "NO_SUCH_SECRET"})
         )
     )
     out["ssh"] = catch(lambda: box.create_ssh_access(60))
