@@ -8,7 +8,8 @@ own typing (``8000`` is an int, ``true`` a bool) applies and is then checked. No
 ``files`` sources are relative to the directory holding the YAML and must stay inside it (no absolute paths,
 no ``..`` or symlink escapes): a spec checked into a repository cannot copy the rest of the machine.
 ``packages`` (apt / pip / npm names, each checked against its ecosystem's name syntax, no options) become build
-steps; ``volumes`` and ``secrets`` are parsed but kept raw: ``sandburg up`` refuses them for now.
+steps; ``secrets`` names secrets of the organization (docs/secrets.md); ``volumes`` is parsed but kept raw:
+``sandburg up`` refuses it for now.
 
 :meth:`Spec.digest` is what ``up`` compares with the ``sandburg.io/spec`` label to decide whether the running
 sandbox is up to date: a sha256 over the normalized spec (canonical JSON, so key order and formatting do not
@@ -36,11 +37,10 @@ NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_KEY_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 PENDING_FIELDS: Final = {
     "volumes": "the volumes issue",
-    "secrets": "the secrets issue",
 }
 """Fields the parser accepts but ``sandburg up`` refuses for now, with the work item that will add them."""
 _FIELDS: Final = (
-    *"name image isolation resources packages env files setup ports network".split(),
+    *"name image isolation resources packages env secrets files setup ports network".split(),
     *PENDING_FIELDS,
 )
 # what each package manager accepts as one package (a name, optionally a version constraint), and nothing else:
@@ -92,8 +92,10 @@ class Spec:
     setup: tuple[str, ...] = ()
     ports: tuple[int, ...] = ()
     network: str | dict[str, list[str]] | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+    """env name -> secret name (docs/secrets.md): ``[NAME]`` means ``{NAME: NAME}``."""
     pending: dict[str, Any] = field(default_factory=dict)
-    """``volumes`` / ``secrets`` as written (raw YAML values), when present."""
+    """``volumes`` as written (raw YAML value), when present."""
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     """The line of each top-level key, for error messages."""
 
@@ -230,6 +232,8 @@ def _parse(r: _Reader, root: yaml.Node | None, base_dir: str) -> Spec:
         kw["packages"] = _packages(r, nodes["packages"])
     if "env" in nodes:
         kw["env"] = _env(r, nodes["env"])
+    if "secrets" in nodes:
+        kw["secrets"] = _secrets(r, nodes["secrets"])
     if "files" in nodes:
         kw["files"] = tuple(_files(r, nodes["files"], base_dir))
     if "setup" in nodes:
@@ -289,6 +293,22 @@ def _env(r: _Reader, node: yaml.Node) -> dict[str, str]:
             raise r.error(v, f"env.{key}", f"expected a string, number or boolean, got {_show(value)}")
         env[key] = value
     return env
+
+
+def _secrets(r: _Reader, node: yaml.Node) -> dict[str, str]:
+    """``[NAME, ...]`` (each injected under its own name) or ``{ENV_NAME: secret-name}``."""
+    out: dict[str, str] = {}
+    if isinstance(node, yaml.SequenceNode):
+        pairs = [(r.string(n, f"secrets[{i}]"), n, n) for i, n in enumerate(node.value)]
+    else:
+        pairs = [(key, k, v) for key, k, v in r.mapping(node, "secrets")]
+    for env_name, k, v in pairs:
+        secret = env_name if v is k else r.string(v, f"secrets.{env_name}")
+        for what, value, where in (("variable", env_name, k), ("secret", secret, v)):
+            if not _ENV_KEY_RE.match(value):
+                raise r.error(where, "secrets", f"{value!r} is not a valid {what} name")
+        out[env_name] = secret
+    return out
 
 
 def _files(r: _Reader, node: yaml.Node, base_dir: str) -> list[FileCopy]:

@@ -9,7 +9,7 @@ sandbox made from a spec is always one that a fresh build would give.
 
 Safety: the old sandbox is deleted only after the build succeeded; a failed step leaves it as it was (and the
 build sandbox is removed by the server). A sandbox of that name not made by ``up`` (no ``sandburg.io/up``
-label) is never deleted or replaced. Spec fields not supported yet (``volumes``, ``secrets``) are refused
+label) is never deleted or replaced. Spec fields not supported yet (``volumes``) are refused
 before anything is built, created or deleted.
 
 Exit codes: 0 done, 1 a server error or a failed build step, 2 a bad spec (:class:`SpecError`, reported by
@@ -127,6 +127,7 @@ def _up(sb: Sandburg, spec: Spec, path: str) -> int:
         memory=None if spec.memory_mib is None else f"{spec.memory_mib}MiB",
         disk=None if spec.disk_mib is None else f"{spec.disk_mib}MiB",
         env=spec.env or None,
+        secrets=spec.secrets or None,
         labels={UP_LABEL: "1", SPEC_LABEL: digest},
         network=spec.network,
     )

@@ -133,3 +133,31 @@ def test_up_from_a_registry_reference(cli, sb, tmp_path, oci):
                 sb.images.delete(n)
             except Exception:  # noqa: BLE001 - already gone is fine
                 pass
+
+
+def test_up_injects_secrets_and_keeps_them_out_of_the_build(cli, sb, tmp_path):
+    secret = f"UP_TOKEN_{uuid.uuid4().hex[:6].upper()}"
+    value = "up-" + uuid.uuid4().hex
+    sb.secrets.set(secret, value)
+    spec, name = copy_example(tmp_path, "minimal")
+    spec.write_text(spec.read_text() + f"secrets:\n  API_TOKEN: {secret}\n")
+    try:
+        r = cli("up", "-f", str(spec))
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        box = sb.get(name)
+        got = box.process.exec('test "$API_TOKEN" = "$EXPECTED" && echo same', env={"EXPECTED": value})
+        assert got.stdout == "same\n"  # injected under the env name the spec chose
+        assert value not in r.stdout + r.stderr and value not in "".join(sb.images.logs(f"up/{name}"))
+        # a rotated value reaches the running sandbox without an `up`
+        sb.secrets.set(secret, value + "-2")
+        got = box.process.exec('test "$API_TOKEN" = "$EXPECTED" && echo same', env={"EXPECTED": value + "-2"})
+        assert got.stdout == "same\n"
+        assert cli("down", "-f", str(spec)).returncode == 0
+    finally:
+        if not absent(sb, name):
+            sb.get(name).delete()
+        try:
+            sb.images.delete(f"up/{name}")
+        except Exception:
+            pass
+        sb.secrets.delete(secret)

@@ -49,8 +49,8 @@ def test_full_example():
     spec = load_spec(EXAMPLES / "insurance-lead-agent" / "sandburg.yaml")
     assert (spec.cpu, spec.memory_mib, spec.disk_mib) == (2, 4096, 10240)
     assert spec.env == {"LOG_LEVEL": "info"} and spec.setup == ("pip install -e /workspace/app",)
-    assert set(spec.pending) == {"volumes", "secrets"}
-    assert spec.pending["secrets"] == ["OPENAI_API_KEY"] and spec.lines["packages"] == 8
+    assert set(spec.pending) == {"volumes"}
+    assert spec.secrets == {"OPENAI_API_KEY": "OPENAI_API_KEY"} and spec.lines["packages"] == 8
     assert spec.packages == Packages(
         apt=("postgresql-client", "chromium"), pip=("requests", "playwright"), npm=("typescript",)
     )
@@ -162,3 +162,16 @@ def test_digest(tmp_path):
     assert spec.digest(tmp_path) != first
     shutil.rmtree(tmp_path / "app" / "sub")
     assert load_spec(write(tmp_path, base.replace("'2'", "'3'"))).digest(tmp_path) != first
+
+
+def test_secrets_as_names_or_a_mapping(tmp_path):
+    f = tmp_path / "sandburg.yaml"
+    f.write_text("name: s\nsecrets: [OPENAI_API_KEY, DB_URL]\n")
+    assert load_spec(f).secrets == {"OPENAI_API_KEY": "OPENAI_API_KEY", "DB_URL": "DB_URL"}
+    f.write_text("name: s\nsecrets:\n  API_KEY: prod_openai\n")
+    assert load_spec(f).secrets == {"API_KEY": "prod_openai"}
+    for bad, line in (("secrets: [ok, 'no-dash']", 2), ("secrets:\n  A: 'x y'", 3), ("secrets: 3", 2)):
+        f.write_text(f"name: s\n{bad}\n")
+        with pytest.raises(SpecError) as err:
+            load_spec(f)
+        assert f":{line}: secrets" in str(err.value), str(err.value)
