@@ -2,12 +2,14 @@
 throughput of an HTTP download through an allowed connection; then density: N concurrent creates/deletes and
 the idle memory of N sandboxes (bench/density.py); images: a cold build, `sandburg up`, a pull and creates
 from the pulled image (bench/images.py); snapshots: snapshot, restore, fork of 1 and of 10 with 20 and 200 MB
-of changed files (bench/snapshots.py). Every sandbox has networking on, with an allowlist policy.
+of changed files (bench/snapshots.py); the exec round trip with the audit log on vs off (bench/audit.py). Every
+sandbox has networking on, with an allowlist policy.
 
     .venv/bin/python bench/run.py [--runs 30] [--exec-runs 300] [--net-runs 5] [--tiers container,gvisor]
                                   [--quick] [--no-density] [--density-count 20] [--idle-seconds 60]
                                   [--no-images] [--image-runs 5] [--no-snapshots] [--snapshot-runs 5]
-                                  [--budget 900] [--api-url URL --api-key KEY]
+                                  [--budget 900] [--no-audit-compare]
+                                  [--api-url URL --api-key KEY]
 
 Starts its own server (`python -m sandburg.server`) on a throwaway data dir under the test root, and a fake
 internet for it (tests/_support/fakenet.py: its DNS is the server's resolver upstream, its HTTP servers the
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.audit import with_off_server  # noqa: E402
 from bench.density import Density, DensityResult, DensityTarget  # noqa: E402
 from bench.hostcheck import (  # noqa: E402
     bridge_tables,
@@ -109,6 +112,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="snapshots, restores and forks of 1 per tier and size (default 5, --quick 2)",
     )
+    ap.add_argument(
+        "--audit-compare", action=argparse.BooleanOptionalAction, default=True,
+        help="exec round trip with audit on vs a second server with SANDBURG_AUDIT=off (bench/audit.py)",
+    )  # fmt: skip
     ap.add_argument("--budget", type=float, default=900, help="global time budget in seconds (default 900)")
     ap.add_argument("--api-url", help="bench this running server instead of starting one")
     ap.add_argument("--api-key", help="its API key (default: SANDBURG_API_KEY / credentials.json)")
@@ -270,6 +277,10 @@ def with_server(
             try:
                 cli_env = {"SANDBURG_API_URL": srv.api_url, "SANDBURG_API_KEY": srv.api_key}
                 run_bench(sb, args, budget, report, target, allowed_addr, cli_env)
+                if args.audit_compare:
+                    with_off_server(
+                        sb, args.tiers, args.exec_warmup, args.exec_runs, budget, report, dns, log
+                    )  # fmt: skip
             finally:
                 try:
                     listed = [box.id for box in sb.list()]

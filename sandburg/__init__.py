@@ -29,6 +29,7 @@ from ._async_client import (
     AsyncSandburg,
     AsyncSession,
 )
+from ._audit import AsyncAudit, Audit, AuditProblem, AuditRecord, AuditVerification
 from ._client import (
     Command,
     ExecStream,
@@ -78,6 +79,7 @@ from ._errors import (
     InvalidPathError,
     InvalidResourcesError,
     InvalidSecretError,
+    InvalidVolumeError,
     MemorySnapshotUnsupportedError,
     NotFoundError,
     NotSupportedError,
@@ -103,6 +105,10 @@ from ._errors import (
     UnexpectedResponseError,
     UnprocessableError,
     UnsafeImageError,
+    VolumeError,
+    VolumeInUseError,
+    VolumeNameConflictError,
+    VolumeNotFoundError,
 )
 from ._git import GitBranches, GitCommitInfo, GitFileState, GitFileStatus, GitStatus
 from ._images import AsyncImages, BuildStep, ImageInfo, Images
@@ -134,6 +140,7 @@ from ._sessions import (
 from ._sizes import parse_size_mib
 from ._snapshots import AsyncSnapshot, AsyncSnapshots, Snapshot, SnapshotDiff, Snapshots
 from ._version import __version__ as __version__  # the package version, e.g. "0.1.0"
+from ._volumes import AsyncVolumes, VolumeInfo, Volumes
 
 __all__ = [
     "AsyncImages",
@@ -143,6 +150,11 @@ __all__ = [
     "AsyncSecrets",
     "SecretInfo",
     "Secrets",
+    "AsyncAudit",
+    "Audit",
+    "AuditProblem",
+    "AuditRecord",
+    "AuditVerification",
     "AsyncSnapshot",
     "AsyncSnapshots",
     "Snapshot",
@@ -243,6 +255,14 @@ __all__ = [
     "SandburgTimeoutError",
     "SecretError",
     "SecretInUseError",
+    "InvalidVolumeError",
+    "VolumeError",
+    "VolumeInUseError",
+    "VolumeNameConflictError",
+    "VolumeNotFoundError",
+    "AsyncVolumes",
+    "VolumeInfo",
+    "Volumes",
     "SecretNotFoundError",
     "SecretTooLargeError",
     "ServerError",

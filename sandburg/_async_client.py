@@ -22,6 +22,7 @@ from . import _core as core
 from . import _files, _localfs
 from ._async_gitclient import AsyncGit
 from ._async_process import AsyncCommand, AsyncExecStream, AsyncLogStream, AsyncProcess, AsyncSession
+from ._audit import AsyncAudit
 from ._config import resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
 from ._images import AsyncImages
@@ -41,6 +42,7 @@ from ._models import (
 from ._secrets import AsyncSecrets
 from ._snapshots import AsyncSnapshot, AsyncSnapshots, restore_request, snapshot_request
 from ._version import __version__
+from ._volumes import AsyncVolumes
 
 __all__ = [
     "AsyncCommand",
@@ -135,6 +137,13 @@ class AsyncSandburg:
         labels: Mapping[str, str] | None = None,
         network: str | Mapping[str, Any] | None = None,
         secrets: Iterable[str] | Mapping[str, str] | None = None,
+        volumes: Iterable[Mapping[str, Any]] | None = None,
+        auto_stop: int | None = None,
+        auto_pause: int | None = None,
+        auto_archive: int | None = None,
+        auto_delete: int | None = None,
+        ttl: int | None = None,
+        wake_on_use: bool | None = None,
         timeout: float | None = DEFAULT_CREATE_TIMEOUT,
     ) -> AsyncSandbox:
         """Create a sandbox and return it once it is ``started``.
@@ -149,6 +158,12 @@ class AsyncSandburg:
         ``secrets`` names secrets of the organization (``sb.secrets``) whose current values every process
         started through the toolbox gets as env vars: a list of names (the env var is the secret's name) or a
         mapping ``{env name: secret name}``; their values are masked as ``***`` in the output answered.
+        ``volumes`` mounts volumes of the organization (``sb.volumes``): a list of ``{"name": volume name or id,
+        "mount": "/absolute/path", "read_only": False, "subpath": "dir/in/volume"}`` (the last two optional).
+        ``auto_stop`` (minutes idle, 0 = never), ``auto_pause`` (minutes idle, processes kept), ``auto_archive``
+        and ``auto_delete`` (minutes stopped; ``auto_delete`` -1 = never, 0 = right after a stop), ``ttl``
+        (minutes after creation, 0 = none) and ``wake_on_use`` (a toolbox call starts it when stopped) set its
+        lifecycle (docs/lifecycle.md); omitted ones take the server's defaults.
         ``timeout`` is how long to wait for the server, in seconds. Raises ``ValueError`` for a malformed
         size or a ``network`` of the wrong shape before anything is sent.
         """
@@ -164,6 +179,15 @@ class AsyncSandburg:
             network=network,
             timeout=timeout,
             secrets=secrets,
+            volumes=volumes,
+            lifecycle=core.lifecycle_body(
+                auto_stop=auto_stop,
+                auto_pause=auto_pause,
+                auto_archive=auto_archive,
+                auto_delete=auto_delete,
+                ttl=ttl,
+                wake_on_use=wake_on_use,
+            ),
         )
         return self._sandbox(await self._send(request))
 
@@ -203,6 +227,16 @@ class AsyncSandburg:
     def secrets(self) -> AsyncSecrets:
         """Secrets: set, list, get (metadata), delete (docs/secrets.md)."""
         return AsyncSecrets(self)
+
+    @property
+    def audit(self) -> AsyncAudit:
+        """The audit log: list, export (JSON lines), verify (docs/audit.md)."""
+        return AsyncAudit(self)
+
+    @property
+    def volumes(self) -> AsyncVolumes:
+        """Persistent encrypted volumes: create, list, get, delete (docs/volumes.md)."""
+        return AsyncVolumes(self)
 
     async def fork(
         self,
@@ -275,6 +309,32 @@ class AsyncSandbox(core.SandboxBase):
         """Keep the sandbox's processes without running them; :meth:`start` resumes them where they were.
         gvisor: checkpointed to disk (no memory held); container: frozen in place (docs/snapshots.md)."""
         self._apply(await self._client._send(core.pause_request(self.id)))
+
+    async def archive(self) -> None:
+        """Archive a stopped sandbox: its files are kept as a read-only layer and its disk subvolumes released;
+        :meth:`start` restores them (docs/lifecycle.md). Raises :class:`SandboxBusyError` if it is not stopped."""
+        self._apply(await self._client._send(core.archive_request(self.id)))
+
+    async def set_lifecycle(
+        self,
+        *,
+        auto_stop: int | None = None,
+        auto_pause: int | None = None,
+        auto_archive: int | None = None,
+        auto_delete: int | None = None,
+        ttl: int | None = None,
+        wake_on_use: bool | None = None,
+    ) -> None:
+        """Change the lifecycle settings given (minutes, as in :meth:`Sandburg.create`); the others are kept."""
+        body = core.lifecycle_body(
+            auto_stop=auto_stop,
+            auto_pause=auto_pause,
+            auto_archive=auto_archive,
+            auto_delete=auto_delete,
+            ttl=ttl,
+            wake_on_use=wake_on_use,
+        )
+        self._apply(await self._client._send(core.set_lifecycle_request(self.id, body)))
 
     async def stop(self) -> None:
         """Stop the sandbox; its files are kept (a no-op if it is already stopped)."""

@@ -19,6 +19,7 @@ import httpx
 
 from . import _core as core
 from . import _files, _localfs
+from ._audit import Audit
 from ._config import resolve_config
 from ._core import DEFAULT_CREATE_TIMEOUT, DEFAULT_TIMEOUT, UploadData
 from ._gitclient import Git
@@ -40,6 +41,7 @@ from ._process import Command, ExecStream, LogStream, Process, Session
 from ._secrets import Secrets
 from ._snapshots import Snapshot, Snapshots, restore_request, snapshot_request
 from ._version import __version__
+from ._volumes import Volumes
 
 __all__ = [
     "DEFAULT_CREATE_TIMEOUT",
@@ -134,6 +136,13 @@ class Sandburg:
         labels: Mapping[str, str] | None = None,
         network: str | Mapping[str, Any] | None = None,
         secrets: Iterable[str] | Mapping[str, str] | None = None,
+        volumes: Iterable[Mapping[str, Any]] | None = None,
+        auto_stop: int | None = None,
+        auto_pause: int | None = None,
+        auto_archive: int | None = None,
+        auto_delete: int | None = None,
+        ttl: int | None = None,
+        wake_on_use: bool | None = None,
         timeout: float | None = DEFAULT_CREATE_TIMEOUT,
     ) -> Sandbox:
         """Create a sandbox and return it once it is ``started``.
@@ -148,6 +157,12 @@ class Sandburg:
         ``secrets`` names secrets of the organization (``sb.secrets``) whose current values every process
         started through the toolbox gets as env vars: a list of names (the env var is the secret's name) or a
         mapping ``{env name: secret name}``; their values are masked as ``***`` in the output answered.
+        ``volumes`` mounts volumes of the organization (``sb.volumes``): a list of ``{"name": volume name or id,
+        "mount": "/absolute/path", "read_only": False, "subpath": "dir/in/volume"}`` (the last two optional).
+        ``auto_stop`` (minutes idle, 0 = never), ``auto_pause`` (minutes idle, processes kept), ``auto_archive``
+        and ``auto_delete`` (minutes stopped; ``auto_delete`` -1 = never, 0 = right after a stop), ``ttl``
+        (minutes after creation, 0 = none) and ``wake_on_use`` (a toolbox call starts it when stopped) set its
+        lifecycle (docs/lifecycle.md); omitted ones take the server's defaults.
         ``timeout`` is how long to wait for the server, in seconds. Raises ``ValueError`` for a malformed
         size or a ``network`` of the wrong shape before anything is sent.
         """
@@ -163,6 +178,15 @@ class Sandburg:
             network=network,
             timeout=timeout,
             secrets=secrets,
+            volumes=volumes,
+            lifecycle=core.lifecycle_body(
+                auto_stop=auto_stop,
+                auto_pause=auto_pause,
+                auto_archive=auto_archive,
+                auto_delete=auto_delete,
+                ttl=ttl,
+                wake_on_use=wake_on_use,
+            ),
         )
         return self._sandbox(self._send(request))
 
@@ -202,6 +226,16 @@ class Sandburg:
     def secrets(self) -> Secrets:
         """Secrets: set, list, get (metadata), delete (docs/secrets.md)."""
         return Secrets(self)
+
+    @property
+    def audit(self) -> Audit:
+        """The audit log: list, export (JSON lines), verify (docs/audit.md)."""
+        return Audit(self)
+
+    @property
+    def volumes(self) -> Volumes:
+        """Persistent encrypted volumes: create, list, get, delete (docs/volumes.md)."""
+        return Volumes(self)
 
     def fork(
         self,
@@ -274,6 +308,32 @@ class Sandbox(core.SandboxBase):
         """Keep the sandbox's processes without running them; :meth:`start` resumes them where they were.
         gvisor: checkpointed to disk (no memory held); container: frozen in place (docs/snapshots.md)."""
         self._apply(self._client._send(core.pause_request(self.id)))
+
+    def archive(self) -> None:
+        """Archive a stopped sandbox: its files are kept as a read-only layer and its disk subvolumes released;
+        :meth:`start` restores them (docs/lifecycle.md). Raises :class:`SandboxBusyError` if it is not stopped."""
+        self._apply(self._client._send(core.archive_request(self.id)))
+
+    def set_lifecycle(
+        self,
+        *,
+        auto_stop: int | None = None,
+        auto_pause: int | None = None,
+        auto_archive: int | None = None,
+        auto_delete: int | None = None,
+        ttl: int | None = None,
+        wake_on_use: bool | None = None,
+    ) -> None:
+        """Change the lifecycle settings given (minutes, as in :meth:`Sandburg.create`); the others are kept."""
+        body = core.lifecycle_body(
+            auto_stop=auto_stop,
+            auto_pause=auto_pause,
+            auto_archive=auto_archive,
+            auto_delete=auto_delete,
+            ttl=ttl,
+            wake_on_use=wake_on_use,
+        )
+        self._apply(self._client._send(core.set_lifecycle_request(self.id, body)))
 
     def stop(self) -> None:
         """Stop the sandbox; its files are kept (a no-op if it is already stopped)."""

@@ -78,6 +78,11 @@ class ErrorCode(StrEnum):
     SECRET_IN_USE = "SECRET_IN_USE"
     INVALID_SECRET = "INVALID_SECRET"
     SECRET_TOO_LARGE = "SECRET_TOO_LARGE"
+    # volumes (docs/volumes.md)
+    VOLUME_NOT_FOUND = "VOLUME_NOT_FOUND"
+    VOLUME_IN_USE = "VOLUME_IN_USE"
+    VOLUME_NAME_CONFLICT = "VOLUME_NAME_CONFLICT"
+    INVALID_VOLUME = "INVALID_VOLUME"
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -136,6 +141,10 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.SECRET_IN_USE: 409,
     ErrorCode.INVALID_SECRET: 422,
     ErrorCode.SECRET_TOO_LARGE: 413,
+    ErrorCode.VOLUME_NOT_FOUND: 404,
+    ErrorCode.VOLUME_IN_USE: 409,
+    ErrorCode.VOLUME_NAME_CONFLICT: 409,
+    ErrorCode.INVALID_VOLUME: 422,
 }
 
 # Codes raised by the in-sandbox toolbox: reported with source DAYTONA_DAEMON so Daytona's SDKs map them.

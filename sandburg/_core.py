@@ -174,8 +174,10 @@ def create_request(
     network: str | Mapping[str, Any] | None = None,
     timeout: float | None = None,
     secrets: Iterable[str] | Mapping[str, str] | None = None,
+    volumes: Iterable[Mapping[str, Any]] | None = None,
+    lifecycle: Mapping[str, Any] | None = None,
 ) -> Request:
-    """``POST /sandbox``; memory and disk go on the wire as exact ``memoryMiB`` / ``diskMiB``, ``network`` as
+    """``POST /sandbox``; ``lifecycle``: :func:`lifecycle_body`'s fields; memory and disk go on the wire as exact ``memoryMiB`` / ``diskMiB``, ``network`` as
     :func:`network_create_value` makes it, ``secrets`` as a list of names or an ``{env name: secret name}``
     object."""
     body: dict[str, Any] = {
@@ -189,8 +191,35 @@ def create_request(
         "labels": _str_map("labels", labels),
         "network": None if network is None else network_create_value(network),
         "secrets": _secret_refs(secrets),
+        "volumes": volume_mounts(volumes),
+        **(lifecycle or {}),
     }
     return Request("POST", "/sandbox", json={k: v for k, v in body.items() if v is not None}, timeout=timeout)
+
+
+def volume_mounts(volumes: Iterable[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """``volumes=`` of a create as the wire's Daytona ``SandboxVolume`` list: each item ``{"name": volume id or
+    name, "mount": absolute path, "read_only": bool (default False), "subpath": dir inside the volume}``."""
+    if volumes is None:
+        return None
+    if isinstance(volumes, Mapping | str):
+        raise TypeError('volumes: a list of {"name": ..., "mount": ...} mappings')
+    out = []
+    for v in volumes:
+        unknown = set(v) - {"name", "mount", "read_only", "subpath"}
+        if unknown or not isinstance(v.get("name"), str) or not isinstance(v.get("mount"), str):
+            raise TypeError(
+                f'volumes: each item is {{"name": str, "mount": str, "read_only"?, "subpath"?}}, got {v!r}'
+            )
+        item: dict[str, Any] = {
+            "volumeId": v["name"],
+            "mountPath": v["mount"],
+            "readOnly": bool(v.get("read_only")),
+        }
+        if v.get("subpath"):
+            item["subpath"] = str(v["subpath"])
+        out.append(item)
+    return out
 
 
 def _secret_refs(secrets: Iterable[str] | Mapping[str, str] | None) -> list[str] | dict[str, str] | None:
@@ -254,6 +283,39 @@ def start_request(id_or_name: str, timeout: float | None) -> Request:
 def pause_request(id_or_name: str) -> Request:
     """``POST /sandbox/{idOrName}/pause``."""
     return Request("POST", f"/sandbox/{_seg(id_or_name)}/pause", timeout=None)
+
+
+def archive_request(id_or_name: str) -> Request:
+    """``POST /sandbox/{idOrName}/archive``."""
+    return Request("POST", f"/sandbox/{_seg(id_or_name)}/archive", timeout=None)
+
+
+LIFECYCLE_FIELDS: Final = {
+    "auto_stop": "autoStopInterval", "auto_pause": "autoPauseInterval", "auto_archive": "autoArchiveInterval",
+    "auto_delete": "autoDeleteInterval", "ttl": "ttlMinutes", "wake_on_use": "wakeOnUse",
+}  # fmt: skip
+
+
+def lifecycle_body(**values: int | bool | None) -> dict[str, Any]:
+    """The wire fields of the lifecycle settings given (None: not given): minutes, ``wake_on_use`` a bool."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name == "wake_on_use":
+            if not isinstance(value, bool):
+                raise TypeError(f"wake_on_use must be a bool, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int (minutes), got {value!r}")
+        elif value < (-1 if name == "auto_delete" else 0):
+            raise ValueError(f"{name} must be >= {-1 if name == 'auto_delete' else 0}, got {value}")
+        out[LIFECYCLE_FIELDS[name]] = value
+    return out
+
+
+def set_lifecycle_request(id_or_name: str, body: Mapping[str, Any]) -> Request:
+    """``POST /sandbox/{idOrName}/lifecycle`` (sandburg): the settings given change, the others are kept."""
+    return Request("POST", f"/sandbox/{_seg(id_or_name)}/lifecycle", json=dict(body))
 
 
 def stop_request(id_or_name: str) -> Request:

@@ -20,6 +20,7 @@ SandburgError
     │   ├── FileNotFoundInSandboxError  FILE_NOT_FOUND
     │   ├── SessionNotFoundError        SESSION_NOT_FOUND, COMMAND_NOT_FOUND, PTY_NOT_FOUND
     │   ├── SecretNotFoundError         SECRET_NOT_FOUND
+    │   ├── VolumeNotFoundError         VOLUME_NOT_FOUND
     │   ├── GitRepoNotFoundError        GIT_REPO_NOT_FOUND
     │   └── GitBranchNotFoundError      GIT_BRANCH_NOT_FOUND
     ├── ExecTimeoutError                408 PROCESS_EXECUTION_TIMEOUT (also a builtin TimeoutError)
@@ -36,7 +37,9 @@ SandburgError
     │   ├── ImageNameConflictError      IMAGE_NAME_CONFLICT
     │   ├── ImageInUseError             IMAGE_IN_USE
     │   ├── ImageNotReadyError          IMAGE_NOT_READY
-    │   └── SecretInUseError            SECRET_IN_USE: a sandbox still references the secret
+    │   ├── SecretInUseError            SECRET_IN_USE: a sandbox still references the secret
+    │   ├── VolumeInUseError            VOLUME_IN_USE: a sandbox still mounts the volume
+    │   └── VolumeNameConflictError     VOLUME_NAME_CONFLICT
     ├── GoneError                       410
     │   └── SessionEndedError           SESSION_ENDED, COMMAND_ALREADY_COMPLETED
     ├── PayloadTooLargeError            413
@@ -48,7 +51,8 @@ SandburgError
     │   ├── ImageBuildFailedError       IMAGE_BUILD_FAILED: a build step failed
     │   ├── UnsafeImageError            UNSAFE_IMAGE: paths that escape the image root
     │   ├── MemorySnapshotUnsupportedError  MEMORY_SNAPSHOT_UNSUPPORTED: memory=True on the container tier
-    │   └── InvalidSecretError          INVALID_SECRET: a bad secret name, env name or value
+    │   ├── InvalidSecretError          INVALID_SECRET: a bad secret name, env name or value
+    │   └── InvalidVolumeError          INVALID_VOLUME: a bad volume name or size, mount path or subpath
     ├── RateLimitError                  429
     ├── DiskQuotaExceededError          507 DISK_QUOTA_EXCEEDED  } 5xx, but retrying can't help, so they
     ├── NotSupportedError               501 NOT_IMPLEMENTED      } are deliberately not ServerErrors
@@ -62,6 +66,8 @@ SandburgError
 Every ``Image*Error`` (and ``UnsafeImageError``) is also an :class:`ImageError`.
 
 Every ``Secret*Error`` (and ``InvalidSecretError``) is also a :class:`SecretError`.
+
+Every ``Volume*Error`` (and ``InvalidVolumeError``) is also a :class:`VolumeError`.
 
 Every ``Git*Error`` is also a :class:`GitError`, so ``except GitError`` catches whatever ``sandbox.git`` raises
 because of git itself.
@@ -131,6 +137,11 @@ __all__ = [
     "SessionNotFoundError",
     "UnexpectedResponseError",
     "UnprocessableError",
+    "InvalidVolumeError",
+    "VolumeError",
+    "VolumeInUseError",
+    "VolumeNameConflictError",
+    "VolumeNotFoundError",
 ]
 
 
@@ -452,6 +463,27 @@ class InvalidSecretError(UnprocessableError, SecretError):
     empty value or one with a NUL character."""
 
 
+class VolumeError(APIError):
+    """A volume operation failed (the subclasses say which)."""
+
+
+class VolumeNotFoundError(NotFoundError, VolumeError):
+    """404: the organization has no volume of this id or name (a create that mounts one fails with it too)."""
+
+
+class VolumeInUseError(ConflictError, VolumeError):
+    """409: a sandbox (started or stopped) still mounts the volume; delete those sandboxes first."""
+
+
+class VolumeNameConflictError(ConflictError, VolumeError):
+    """409: the organization already has a volume of this name."""
+
+
+class InvalidVolumeError(UnprocessableError, VolumeError):
+    """422: a bad volume name or size, or a mount path (absolute, no ``..``, not ``/``, ``/proc``, ``/sys``,
+    ``/dev``, ``/.sandburg``) or subpath that cannot be used."""
+
+
 # The tables below come after every class they name.
 CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.BAD_REQUEST: BadRequestError,
@@ -509,6 +541,10 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.SECRET_IN_USE: SecretInUseError,
     ErrorCode.INVALID_SECRET: InvalidSecretError,
     ErrorCode.SECRET_TOO_LARGE: SecretTooLargeError,
+    ErrorCode.VOLUME_NOT_FOUND: VolumeNotFoundError,
+    ErrorCode.VOLUME_IN_USE: VolumeInUseError,
+    ErrorCode.VOLUME_NAME_CONFLICT: VolumeNameConflictError,
+    ErrorCode.INVALID_VOLUME: InvalidVolumeError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 

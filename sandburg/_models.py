@@ -113,6 +113,8 @@ class SandboxState(StrEnum):
     DESTROYING = "destroying"
     DESTROYED = "destroyed"
     ERROR = "error"
+    PAUSED = "paused"
+    ARCHIVED = "archived"
 
 
 @dataclass
@@ -121,7 +123,8 @@ class SandboxInfo:
 
     ``memory_mib`` / ``disk_mib`` are exact; ``memory`` / ``disk`` are the Daytona-compatible GiB values
     (rounded up). ``network_policy`` is the egress policy (the wire's ``network``; None from a server without
-    networking); ``sandbox.network`` manages it. ``raw`` keeps the whole JSON object, including fields this
+    networking); ``sandbox.network`` manages it. ``auto_stop``, ``auto_pause``, ``auto_archive``,
+    ``auto_delete`` and ``ttl`` are the lifecycle intervals in effect, in minutes (docs/lifecycle.md). ``raw`` keeps the whole JSON object, including fields this
     SDK does not model.
     """
 
@@ -147,6 +150,12 @@ class SandboxInfo:
     network_block_all: bool = False
     toolbox_proxy_url: str = ""
     network_policy: NetworkPolicy | None = None
+    auto_stop: int = 0
+    auto_pause: int = 0
+    auto_archive: int = 0
+    auto_delete: int = -1
+    ttl: int = 0
+    wake_on_use: bool = False
     created_at: datetime | None = None
     updated_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -181,6 +190,12 @@ class SandboxInfo:
             network_block_all=d.get("networkBlockAll") is True,
             toolbox_proxy_url=_str(d, "toolboxProxyUrl"),
             network_policy=_policy_or_none(d.get("network")),
+            auto_stop=_int(d, "autoStopInterval"),
+            auto_pause=_int(d, "autoPauseInterval"),
+            auto_archive=_int(d, "autoArchiveInterval"),
+            auto_delete=_int(d, "autoDeleteInterval") if "autoDeleteInterval" in d else -1,
+            ttl=_int(d, "ttlMinutes"),
+            wake_on_use=d.get("wakeOnUse") is True,
             created_at=_time(d, "createdAt"),
             updated_at=_time(d, "updatedAt"),
             raw=d,

@@ -22,12 +22,14 @@ from .._errors import ExecTimeoutError, SandburgError
 from .._models import SandboxInfo
 from .._version import __version__
 from ..specfile import SpecError
+from . import audit as audit_cli
 from . import git as git_cli
 from . import image as image_cli
 from . import net as net_cli
 from . import secret as secret_cli
 from . import snapshot as snapshot_cli
 from . import up as up_cli
+from . import volume as volume_cli
 from .cp import copy, split_location
 
 __all__ = ["ClientFactory", "build_parser", "format_age", "format_mib", "format_table", "main"]
@@ -198,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="repeatable: a secret whose value every command gets as env var NAME (or ENV)",
     )
     p.add_argument(
+        "--volume",
+        type=volume_cli.mount_arg,
+        action="append",
+        default=[],
+        metavar="NAME:/PATH[:ro]",
+        help="repeatable: mount a volume (sandburg volume create) at /PATH, read-only with :ro",
+    )
+    p.add_argument(
         "--network", choices=["none", "all"], help="no egress, or any (default: the server's policy)"
     )
     net_cli.add_entry_options(p)
@@ -245,11 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cwd", help="working directory (default /workspace)")
 
     git_cli.add_parser(sub)
+    audit_cli.add_parsers(sub)
     net_cli.add_parsers(sub)
     up_cli.add_parsers(sub)
     image_cli.add_parsers(sub)
     snapshot_cli.add_parsers(sub)
     secret_cli.add_parsers(sub)
+    volume_cli.add_parsers(sub)
 
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
@@ -302,6 +314,7 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
             labels=dict(args.label) or None,
             network=_create_network(args),
             secrets=dict(args.secret) or None,
+            volumes=args.volume or None,
         )
         if args.json:
             _print_json(box.raw)
@@ -327,6 +340,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         )
     elif cmd == "git":
         return git_cli.run(args, sb)
+    elif cmd == "audit":
+        return audit_cli.run(args, sb)
     elif cmd in ("net", "preview"):
         return net_cli.run(args, sb)
     elif cmd in ("up", "down"):
@@ -337,6 +352,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         return snapshot_cli.run(args, sb, now)
     elif cmd == "secret":
         return secret_cli.run(args, sb, now)
+    elif cmd == "volume":
+        return volume_cli.run(args, sb, now)
     elif cmd == "shell":
         from . import shell
 
@@ -451,6 +468,8 @@ def main(
     try:
         if args.command_name == "server":
             return _server(args)
+        if args.command_name == "audit" and getattr(args, "data_dir", None):  # offline: no server, no key
+            return audit_cli.verify_data_dir(args.data_dir)
         with (client_factory or _default_factory)(args.api_url) as sb:
             return _run(args, sb, now)
     except (_Usage, net_cli.UsageError) as exc:

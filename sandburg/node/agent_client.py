@@ -22,6 +22,7 @@ import builtins
 import json
 import socket
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -110,7 +111,7 @@ class ReplaceOutcome:
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "loop")
+    __slots__ = ("reader", "writer", "loop", "__weakref__")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -180,6 +181,7 @@ class AgentClient:
         self.endpoint = endpoint_of(endpoint)
         self.max_idle = max_idle
         self._idle: builtins.list[_Conn] = []
+        self._all: weakref.WeakSet[_Conn] = weakref.WeakSet()  # in use too: close_threadsafe aborts them
         self._closed = False
 
     async def __aenter__(self) -> AgentClient:
@@ -203,7 +205,9 @@ class AgentClient:
             reader, writer = await asyncio.open_connection(sock=sock, limit=_STREAM_LIMIT)
         except OSError as exc:
             raise AgentUnavailable(f"cannot connect to the agent at {self.endpoint}: {exc}") from exc
-        return _Conn(reader, writer)
+        conn = _Conn(reader, writer)
+        self._all.add(conn)
+        return conn
 
     def _release(self, conn: _Conn) -> None:
         if not self._closed and len(self._idle) < self.max_idle and conn.usable():
@@ -251,6 +255,11 @@ class AgentClient:
         for conn in idle:
             if not conn.loop.is_closed():
                 conn.loop.call_soon_threadsafe(conn.writer.close)
+        # Operations still running end with AgentUnavailable: the sandbox is stopping or gone. Over TCP nothing
+        # else would tell (a dead gVisor netstack sends no FIN or reset).
+        for conn in list(self._all):
+            if conn not in idle and not conn.loop.is_closed():
+                conn.loop.call_soon_threadsafe(conn.writer.transport.abort)
 
     async def close(self) -> None:
         """Close the idle connections; the client cannot be used afterwards."""

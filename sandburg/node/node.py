@@ -17,7 +17,7 @@ import stat
 import threading
 from dataclasses import dataclass, field, replace
 
-from . import cgroups, crash, idmap, priv, reaper, rootfs, runtime_layer
+from . import cgroups, crash, idmap, priv, reaper, rootfs, runtime_layer, volumes
 from .agent_client import AgentClient, AgentUnavailable, wait_ready
 from .agent_endpoint import AGENT_PORT, Endpoint
 from .errors import AgentStartError, BundleError, MountError, NetworkError, NodeError, RuntimeError_
@@ -160,6 +160,8 @@ class Node:
         elif self.net and spec.isolation == GVISOR:
             # without a namespace of its own runsc's netstack would refuse to start (or see the host's)
             raise NetworkError("a gVisor sandbox on a networked node needs an address", path=spec.id)
+        if spec.volumes:  # bind mounts made on the host first, so that config.json names them (volumes.py)
+            spec = volumes.attach(spec, self.bundle_paths(spec.id)[0])
         bundle, paths = self._write_bundle(spec)
         if _creating:
             crash.point("create.bundle")

@@ -28,6 +28,18 @@ CAPABILITIES = [
 
 
 @dataclass(frozen=True)
+class VolumeMountSpec:
+    """A volume in a sandbox (node/volumes.py): `source` is a host directory (the server names the volume's
+    encrypted directory, `subpath` a directory inside it; the node replaces both by its own bind mount in the
+    bundle before writing config.json), `destination` an absolute path inside the sandbox."""
+
+    source: str
+    destination: str
+    read_only: bool = False
+    subpath: str = ""  # walked with O_NOFOLLOW by the node: the sandbox writes that tree
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """What the node needs to run one sandbox."""
 
@@ -48,6 +60,7 @@ class SandboxSpec:
     agent_token: str = (
         ""  # gvisor with netns: the agent listens on TCP and wants this first (agent_endpoint.py)
     )
+    volumes: tuple[VolumeMountSpec, ...] = ()  # persistent volumes, bind-mounted (docs/volumes.md)
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,10 @@ def build_config(
         # the agent's run dir: its socket (container tier: the host's only way in) and session logs
         {"destination": f"{MOUNT_POINT}/run", "type": "bind", "source": paths.run_dir, "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]},
     ]  # fmt: skip
+    for v in spec.volumes:
+        # a volume: a bind mount that is no part of the sandbox's root, hence of no snapshot of it
+        opts = ["rbind", "ro" if v.read_only else "rw", "nosuid", "nodev"]
+        mounts.append({"destination": v.destination, "type": "bind", "source": v.source, "options": opts})
     resources: dict[str, Any] = {
         "memory": {"limit": memory_limit_bytes(spec), "swap": memory_limit_bytes(spec)},
         "cpu": {"quota": spec.cpu * CPU_PERIOD_US, "period": CPU_PERIOD_US},

@@ -15,7 +15,10 @@ from .._version import __version__
 from ..node import crash
 from ..node.net import NetConfig
 from ..node.node import Node, NodeConfig
-from . import errors, preview, testhooks, unsupported
+from . import errors, lifecycle, preview, testhooks, unsupported
+from .audit import AuditLog, NoAudit
+from .auditchain import AuditKeyError, load_or_create_key
+from .auditmw import AuditMiddleware
 from .auth import KeyCache, bootstrap
 from .builder import BUILD_LABEL, Builder
 from .buildplan import Mirrors
@@ -27,6 +30,7 @@ from .imageservice import ImageService
 from .migrate import upgrade
 from .netservice import NetService
 from .routers import (
+    audit,
     coderun,
     files,
     git,
@@ -42,6 +46,7 @@ from .routers import (
     snapshots,
     state_snapshots,
     toolbox_info,
+    volumes,
 )
 from .sandboxes import SandboxService
 from .schemas import CreateSandbox
@@ -49,6 +54,7 @@ from .secretcrypto import MasterKeyError, load_master_key
 from .secretservice import SecretService
 from .secretstore import SqlSecretBackend
 from .state_snapshots import StateSnapshots
+from .volumes import VolumeService
 
 log = logging.getLogger("sandburg.server")
 
@@ -101,9 +107,17 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         except MasterKeyError as exc:
             log.error("cannot start: secrets master key: %s", exc)
             raise
+        try:  # its key is a file outside the store: whoever can edit the database cannot re-sign the log
+            audit_key = load_or_create_key(settings.audit_key_path)
+        except AuditKeyError as exc:
+            log.error("cannot start: audit key: %s", exc)
+            raise
         engine = make_engine(settings.db_path)
         upgrade(engine)
         sessions = make_sessionmaker(engine)
+        audit_log: AuditLog | NoAudit = (
+            AuditLog(sessions, audit_key, settings.audit_retention_days) if settings.audit else NoAudit()
+        )
         new_key = bootstrap(sessions, settings.credentials_path, api_url(settings))
         if new_key:
             log.warning(
@@ -127,8 +141,12 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         await net.start()  # the resolver is up before any sandbox (re)starts
         svc = SandboxService(settings, sessions, node, net)
         svc.secrets = secret_svc = SecretService(sessions, SqlSecretBackend(sessions, master_key))
+        secret_svc.audit = audit_log
         log.info("secrets: local encrypted store, master key %s from %s", master_key.key_id, key_source)
+        svc.volumes = volume_svc = VolumeService(sessions, settings.data_dir, master_key)
+        volume_svc.reconcile()  # before the sandboxes': a sandbox restarted there finds its volumes mounted
         svc.reconcile()
+        volume_svc.collect()  # after: the sandboxes' reconcile released what orphaned volumes were held by
         image_svc = make_images(settings, sessions, node, svc)
         svc.images = image_svc
         states = StateSnapshots(svc, image_svc)
@@ -136,19 +154,26 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         app.state.keys = KeyCache(sessions)
         app.state.sandboxes = svc
         app.state.secrets = secret_svc
+        app.state.volumes = volume_svc
         app.state.images = image_svc
         app.state.states = states
         app.state.events = events
+        app.state.audit = audit_log
+        app.state.audit_key = audit_key
         app.state.preview_secret = preview.load_or_create_secret(settings.preview_key_path)
+        reaper = lifecycle.Reaper(svc, activity, settings.reaper_interval)  # docs/lifecycle.md
+        reaper.start()
         log.info("sandburg %s ready on %s (data dir %s)", __version__, api_url(settings), settings.data_dir)
         try:
             yield
         finally:
+            reaper.close()
             image_svc.close()
             svc.close()
             await net.close()
             await preview.close_clients()
             events.close()
+            audit_log.close()  # after the event log: its last network records are copied in
             engine.dispose()
 
     app = FastAPI(
@@ -161,17 +186,26 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         redoc_url=None,
     )
     app.state.settings = settings
+    # the lifecycle's clock and activity record: in the app (not the lifespan) since a middleware feeds them
+    clock = lifecycle.Clock(os.path.join(settings.data_dir, "test-clock") if settings.test_clock else None)
+    activity = lifecycle.Activity(clock)
+    app.state.clock = clock
     errors.install(app)
     # sandbox_settings and toolbox_info before sandbox and sessions: each declares a literal path that a
     # parametrised route there would take (`/sandbox/for-runner`, `/process/session/entrypoint`)
     for r in (
         health.router, sandbox_settings.router, sandbox.router, process.router, coderun.router, toolbox_info.router,
         sessions.router, pty.router, files.router, git.router, network.router, preview.router, images.router,
-        snapshots.router, state_snapshots.router, secrets.router,
+        snapshots.router, state_snapshots.router, secrets.router, volumes.router, audit.router,
     ):  # fmt: skip
         app.include_router(r, prefix="/api")
     app.include_router(preview.proxy_router)  # /preview/<id>/<port>/...: token-authenticated, no API key
     unsupported.install(app)  # Daytona endpoints not served yet answer 501 (see errors.py), socket.io too
+    app.add_middleware(lifecycle.ActivityMiddleware, activity=activity)
     if settings.test_mode:
         testhooks.install(app)
+    if settings.test_clock:
+        testhooks.install_clock(app, clock)
+    if settings.audit:
+        app.add_middleware(AuditMiddleware)
     return app

@@ -18,7 +18,7 @@ from .schemas import CreateSandbox
 # CreateSandbox fields kept in `extra` (the same key on the wire and in the row), echoed in the Sandbox DTO
 STORED = (
     "networkAllowList", "domainAllowList", "autoStopInterval", "autoPauseInterval", "autoArchiveInterval",
-    "autoDeleteInterval", "ttlMinutes", "queueTimeout", "target", "outboundProxyUrl", "otelEndpointOverride",
+    "autoDeleteInterval", "ttlMinutes", "wakeOnUse", "queueTimeout", "target", "outboundProxyUrl", "otelEndpointOverride",
 )  # fmt: skip
 
 # Image names Daytona users write for the images sandburg has

@@ -18,6 +18,19 @@ def _int(name: str, default: int) -> int:
         raise SystemExit(f"sandburg: {name} must be an integer, got {raw!r}") from None
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"sandburg: {name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise SystemExit(f"sandburg: {name} must be positive, got {raw!r}")
+    return value
+
+
 def _host_memory_mib() -> int:
     with open("/proc/meminfo") as fh:
         for line in fh:
@@ -64,8 +77,18 @@ class Settings:
     build_isolation: str = "container"
     build_step_timeout: int = 1800
     master_key_file: str = ""  # the secrets' master key (docs/secrets.md); default <data_dir>/master.key
-    test_mode: bool = False  # allows SANDBURG_CRASH_AT; refused otherwise
+    # the audit log (docs/audit.md): on/off (off only for benchmarks), retention (0 = keep all), its HMAC key file
+    audit: bool = True
+    audit_retention_days: int = 90
+    audit_key_file: str = ""  # default <data_dir>/audit.key
+    # lifecycle automation (docs/lifecycle.md): server defaults in minutes, for sandboxes that set none
+    auto_stop_minutes: int = 15  # idle → stopped; 0 = never
+    auto_archive_minutes: int = 7 * 24 * 60  # stopped → archived; 0 = never
+    auto_delete_minutes: int = -1  # stopped → deleted; -1 = never, 0 = right after a stop
+    reaper_interval: float = 30.0  # seconds between two passes of the reaper
+    test_mode: bool = False  # allows SANDBURG_CRASH_AT and SANDBURG_TEST_CLOCK; refused otherwise
     crash_at: str | None = None
+    test_clock: bool = False  # an adjustable clock (POST /api/_test/clock), for lifecycle tests
 
     @property
     def db_path(self) -> str:
@@ -82,6 +105,10 @@ class Settings:
     @property
     def master_key_path(self) -> str:
         return self.master_key_file or os.path.join(self.data_dir, "master.key")
+
+    @property
+    def audit_key_path(self) -> str:
+        return self.audit_key_file or os.path.join(self.data_dir, "audit.key")
 
     @property
     def pid_path(self) -> str:
@@ -125,8 +152,16 @@ class Settings:
             build_isolation=env.get("SANDBURG_BUILD_ISOLATION") or cls.build_isolation,
             build_step_timeout=_int("SANDBURG_BUILD_STEP_TIMEOUT", cls.build_step_timeout),
             master_key_file=env.get("SANDBURG_MASTER_KEY_FILE") or "",
+            audit=(env.get("SANDBURG_AUDIT") or "on").lower() not in ("off", "0", "false", "no"),
+            audit_retention_days=_int("SANDBURG_AUDIT_RETENTION_DAYS", cls.audit_retention_days),
+            audit_key_file=env.get("SANDBURG_AUDIT_KEY_FILE") or "",
+            auto_stop_minutes=_int("SANDBURG_AUTO_STOP_MINUTES", cls.auto_stop_minutes),
+            auto_archive_minutes=_int("SANDBURG_AUTO_ARCHIVE_MINUTES", cls.auto_archive_minutes),
+            auto_delete_minutes=_int("SANDBURG_AUTO_DELETE_MINUTES", cls.auto_delete_minutes),
+            reaper_interval=_float("SANDBURG_REAPER_INTERVAL", cls.reaper_interval),
             test_mode=env.get("SANDBURG_TEST_MODE") == "1",
             crash_at=env.get("SANDBURG_CRASH_AT") or None,
+            test_clock=env.get("SANDBURG_TEST_CLOCK") == "1",
         )
         if env.get("SANDBURG_MAX_CPU"):
             s.max_cpu = _int("SANDBURG_MAX_CPU", s.max_cpu)
@@ -139,4 +174,8 @@ class Settings:
                 setattr(s, k, v)
         if s.crash_at and not s.test_mode:
             raise SystemExit("sandburg: SANDBURG_CRASH_AT is a test hook; it needs SANDBURG_TEST_MODE=1")
+        if s.test_clock and not s.test_mode:
+            raise SystemExit(
+                "sandburg: a production server refuses the test clock (SANDBURG_TEST_CLOCK needs SANDBURG_TEST_MODE=1)"
+            )
         return s

@@ -152,6 +152,75 @@ class Event(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class AuditRecord(Base):
+    """One record of the audit log (audit.py): a hash chain per organization, written by the server only.
+
+    `seq` is global and assigned by the single writer; `prev_hash` is the hash of the organization's previous
+    record, `hash` covers every other column (auditchain.py). No foreign keys: records outlive what they name."""
+
+    __tablename__ = "audit_records"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ts: Mapped[datetime] = mapped_column(DateTime, index=True)
+    organization_id: Mapped[str] = mapped_column(String(36), index=True)
+    actor: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the API key's id
+    type: Mapped[str] = mapped_column(String(16))
+    sandbox_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The HMAC anchor of an organization's chain: its head, its length and where it starts (after pruning)."""
+
+    __tablename__ = "audit_heads"
+    organization_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    head_seq: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    start_prev: Mapped[str] = mapped_column(String(64))  # prev_hash the first kept record must carry
+    mac: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCursor(Base):
+    """How far the audit writer has copied another table into the chain (`events`: the network records)."""
+
+    __tablename__ = "audit_cursors"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class Volume(Base):
+    """A persistent volume of an organization: an encrypted ext4 filesystem in a file (node/volumes.py)."""
+
+    __tablename__ = "volumes"
+    __table_args__ = (UniqueConstraint("organization_id", "name", name="uq_volume_org_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(20))  # creating | ready | error
+    size_mib: Mapped[int] = mapped_column(Integer)
+    error_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SandboxVolume(Base):
+    """A volume mounted in a sandbox. The foreign key to `volumes` has no ON DELETE: the store itself refuses
+    to delete a volume that a sandbox (started or stopped) still mounts."""
+
+    __tablename__ = "sandbox_volumes"
+    sandbox_id: Mapped[str] = mapped_column(ForeignKey("sandboxes.id", ondelete="CASCADE"), primary_key=True)
+    mount_path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
+    subpath: Mapped[str] = mapped_column(String(1024), default="")
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    position: Mapped[int] = mapped_column(Integer, default=0)  # mount order: as given at create
+
+
 def make_engine(db_path: str) -> Engine:
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
     engine = create_engine(

@@ -294,9 +294,13 @@ class ImageService:
         """Delete every layer no image references (sandbox roots are independent snapshots: unaffected)."""
         with self.sessions() as s:
             rows = list(s.scalars(select(Image)))
-            # the checkpoint images of paused gvisor sandboxes (pause.py)
+            # the checkpoint images of paused gvisor sandboxes (pause.py), archived roots (archive.py)
             keep: set[str] = {
-                str(k) for k in (e.get("pausedImage") for e in s.scalars(select(Sandbox.extra)) if e) if k
+                str(e[k])
+                for e in s.scalars(select(Sandbox.extra))
+                if e
+                for k in ("pausedImage", "archivedLayer")
+                if e.get(k)
             }
         for r in rows:
             keep.update(r.layers or [])

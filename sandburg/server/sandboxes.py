@@ -8,6 +8,7 @@ the second finds nothing and gets 404).
 
 from __future__ import annotations
 
+import builtins
 import logging
 import random
 import threading
@@ -29,9 +30,9 @@ from ..node.monitor import ExitMonitor
 from ..node.netpolicy import Policy
 from ..node.node import Node
 from ..node.spec import SandboxSpec
-from . import compat, pause
+from . import archive, compat, pause
 from .config import Settings
-from .db import Sandbox, utcnow
+from .db import Sandbox, SandboxVolume, utcnow
 from .errors import ApiError
 from .imageservice import ImageService
 from .listing import decode_cursor as _decode_cursor
@@ -41,6 +42,7 @@ from .sandbox_build import BuildOps, build_plan_of, plan_name
 from .sandbox_network import NetworkOps
 from .schemas import CreateSandbox
 from .secretservice import SecretService
+from .volumes import VolumeService
 
 log = logging.getLogger("sandburg.server")
 
@@ -66,6 +68,7 @@ class SandboxService(NetworkOps, BuildOps):
         self.net = net
         self.images: ImageService | None = None  # set by the app: resolves image names (imageservice.py)
         self.secrets: SecretService | None = None  # set by the app: secret references (secretservice.py)
+        self.volumes: VolumeService | None = None  # set by the app: persistent volumes (volumes.py)
         self.live: dict[str, Live] = {}  # started sandboxes, for the toolbox's fast path
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -132,10 +135,31 @@ class SandboxService(NetworkOps, BuildOps):
         row = self.get(org_id, sid)
         if row.id in self.live:
             return self.live[row.id]
+        if self.wake(org_id, row.id):
+            return self.live[row.id]
         raise ApiError(
             ErrorCode.SANDBOX_NOT_RUNNING, f"sandbox {sid!r} is {row.state}, not started", state=row.state,
             errorReason=row.error_reason,
         )  # fmt: skip
+
+    def wake(self, org_id: str, id_or_name: str) -> bool:
+        """Wake on use (docs/lifecycle.md): start a sandbox asleep that asked for it (stopped with `wakeOnUse`,
+        paused by the reaper or with `wakeOnUse`); True if it runs now. Archived sandboxes do not wake."""
+        try:
+            row = self.get(org_id, id_or_name)
+        except ApiError:
+            return False
+        extra = row.extra or {}
+        wake = bool(extra.get("wakeOnUse"))
+        paused = row.state == "paused" and (wake or bool(extra.get("autoPaused")))
+        asleep = paused or row.state == "stopped" and wake
+        if not asleep:
+            return row.id in self.live
+        try:
+            self.start(org_id, row.id)
+        except ApiError as exc:
+            log.warning("wake on use of %s failed: %s", row.id, exc.message)
+        return row.id in self.live
 
     # -- transitions -----------------------------------------------------------------------------------------
     def create(
@@ -202,14 +226,23 @@ class SandboxService(NetworkOps, BuildOps):
         else:
             refs = {}
         policy = self.net.policy_for_create(req) if self.net else None
+        if self.volumes is not None:
+            mounts = self.volumes.resolve(org_id, req.volumes)
+        elif req.volumes:
+            raise ApiError(ErrorCode.NOT_IMPLEMENTED, "this server has no volumes")
+        else:
+            mounts = []
         sid = str(uuid.uuid4())
         name = req.name or f"sb-{sid[:8]}"
         extra = compat.stored_extra(req)
+        if mounts:  # echoed in the Sandbox DTO as Daytona's SandboxVolume, the id resolved
+            extra["volumes"] = [{"volumeId": m.volume_id, "mountPath": m.mount_path, "readOnly": m.read_only,
+                                 **({"subpath": m.subpath} if m.subpath else {})} for m in mounts]  # fmt: skip
         with self._lock(sid):
             with self.secrets.holding(org_id, refs) if self.secrets is not None else nullcontext():
                 row = self._insert(
                     org_id, sid, name, isolation, image, cpu, memory_mib, disk_mib, env, req, extra, policy,
-                    state="pending_build" if plan is not None else "creating", secrets=refs,
+                    state="pending_build" if plan is not None else "creating", secrets=refs, mounts=mounts,
                 )  # fmt: skip
             if plan is not None:
                 self.build_then_boot(row, plan, policy)
@@ -222,10 +255,10 @@ class SandboxService(NetworkOps, BuildOps):
     ) -> Sandbox:
         """The node part of a create (the row is `creating`, its lock held): undone entirely on failure."""
         sid, org_id = row.id, row.organization_id
-        spec = replace(self._spec(row), image=ref)
         if self.net and row.ip and policy:
             self.net.register(sid, org_id, row.ip, policy)  # the resolver answers it from its first query
         try:
+            spec = replace(self._spec(row), image=ref)  # in the try: mounting its volumes may fail
             if memory is not None:
                 pid = self.node.create(spec, memsnap.image_path(self.node, memory), memory.run)
             else:
@@ -251,6 +284,8 @@ class SandboxService(NetworkOps, BuildOps):
                 return row
             if row.state == "paused":
                 return pause.resume_locked(self, row)
+            if row.state == "archived":
+                return archive.unarchive_locked(self, row)
             if row.state not in ("stopped", "error"):
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
             return self.start_locked(sid)
@@ -301,6 +336,7 @@ class SandboxService(NetworkOps, BuildOps):
             crash.point("delete.row")
             self._release(sid)
             pause.drop(self, row)
+            archive.drop(self, row)
             try:
                 self.node.delete(sid, row.isolation, row.ip)
             except NodeError as exc:
@@ -347,6 +383,15 @@ class SandboxService(NetworkOps, BuildOps):
             s.commit()
             return row
 
+    def update_extra(self, sid: str, extra: dict[str, Any]) -> None:
+        """Set (None: remove) keys of a sandbox's `extra` by id, in one short transaction."""
+        with self.sessions() as s:
+            row = s.get(Sandbox, sid)
+            if row is not None:
+                merged = {**(row.extra or {}), **extra}
+                row.extra = {k: v for k, v in merged.items() if v is not None}
+                s.commit()
+
     # -- restart safety --------------------------------------------------------------------------------------
     def reconcile(self) -> None:
         """Bring the host in line with the store after a (re)start; see docs/node-runtime.md."""
@@ -384,6 +429,10 @@ class SandboxService(NetworkOps, BuildOps):
         if row.state == "pending_build":
             self._set_state(sid, "build_failed", "the image build was interrupted by a server restart")
             return
+        if row.state in ("stopped", "archived") and (row.extra or {}).get(archive.ARCHIVED_LAYER):
+            row = archive.reconcile_one(self, row)
+            if row.state == "archived":
+                return
         if row.state in ("creating", "destroying"):
             # creating: nobody was told it exists — roll back; destroying: finish what was asked
             self.node.delete(sid, row.isolation, row.ip)
@@ -465,7 +514,7 @@ class SandboxService(NetworkOps, BuildOps):
     def _insert(
         self, org_id: str, sid: str, name: str, isolation: str, image: str, cpu: int, memory_mib: int, disk_mib: int,
         env: dict[str, str], req: CreateSandbox, extra: dict[str, Any], policy: Policy | None, state: str = "creating",
-        secrets: dict[str, str] | None = None,
+        secrets: dict[str, str] | None = None, mounts: builtins.list[SandboxVolume] | None = None,
     ) -> Sandbox:  # fmt: skip
         for _attempt in range(5):
             with self.sessions() as s:
@@ -494,9 +543,15 @@ class SandboxService(NetworkOps, BuildOps):
                 )  # fmt: skip
                 s.add(row)
                 try:
+                    s.flush()  # the sandbox row first: its volume mounts refer to it
+                    for m in mounts or []:
+                        s.add(SandboxVolume(sandbox_id=sid, volume_id=m.volume_id, mount_path=m.mount_path,
+                                            subpath=m.subpath, read_only=m.read_only, position=m.position))  # fmt: skip
                     s.commit()
                     return row
                 except IntegrityError as exc:
+                    if "FOREIGN KEY" in str(exc.orig):  # a volume deleted since the create resolved it
+                        raise ApiError(ErrorCode.VOLUME_NOT_FOUND, "a volume to mount was deleted") from exc
                     if "name" in str(exc.orig):
                         raise ApiError(
                             ErrorCode.SANDBOX_NAME_CONFLICT, f"a sandbox named {name!r} already exists"
@@ -521,6 +576,7 @@ class SandboxService(NetworkOps, BuildOps):
             memory_mib=row.memory_mib, disk_mib=row.disk_mib, env=dict(row.env),
             uid_base=UID_BASE + row.uid_slot * 65536, pids_limit=self.settings.pids_limit, ip=row.ip or "",
             policy=Policy.from_json(row.network) if row.network else Policy.build("none"),
+            volumes=self.volumes.specs(row.id) if self.volumes is not None else (),
         )  # fmt: skip
 
 

@@ -15,9 +15,35 @@ class Strict(BaseModel):
 
 
 class VolumeMount(Strict):
-    volumeId: str
-    mountPath: str
-    subpath: str | None = None
+    """Daytona's SandboxVolume (`volumeId` is the volume's id or name) plus sandburg's `readOnly`."""
+
+    volumeId: str = Field(max_length=200)
+    mountPath: str = Field(max_length=1024)
+    subpath: str | None = Field(default=None, max_length=1024)
+    readOnly: StrictBool | None = None
+
+
+class VolumeIn(Strict):
+    """Body of POST /api/volumes: Daytona's CreateVolume (`name`) plus sandburg's size (default: the server's)."""
+
+    name: str = Field(max_length=200)
+    sizeMiB: StrictInt | None = None
+
+
+class VolumeOut(BaseModel):
+    """Daytona's VolumeDto plus sandburg's size, bytes used on the host, and the sandboxes that mount it."""
+
+    id: str
+    name: str
+    organizationId: str
+    state: str
+    createdAt: str
+    updatedAt: str
+    lastUsedAt: str | None = None
+    errorReason: str | None = None
+    sizeMiB: int
+    usedBytes: int = 0
+    sandboxes: list[str] = Field(default_factory=list)
 
 
 class BuildInfoIn(Strict):
@@ -51,6 +77,8 @@ class CreateSandbox(Strict):
     autoArchiveInterval: StrictInt | None = None
     autoDeleteInterval: StrictInt | None = None
     ttlMinutes: StrictInt | None = None
+    # sandburg: a toolbox call to this sandbox when stopped (not archived) starts it (docs/lifecycle.md)
+    wakeOnUse: StrictBool | None = None
     volumes: list[VolumeMount] = Field(default_factory=list)
     buildInfo: BuildInfoIn | None = None
     # accepted for wire compatibility with Daytona's SDKs; not acted on yet
@@ -67,6 +95,17 @@ class CreateSandbox(Strict):
     # sandburg: egress policy, "none" | "all" | {"allow": [names, *.names, CIDRs], "deny": [...]}; default: the
     # server's default allowlist (docs/network.md)
     network: Literal["none", "all"] | NetworkPolicyIn | None = None
+
+
+class LifecycleSettings(Strict):
+    """Body of POST /api/sandbox/{id}/lifecycle (sandburg): minutes; a field set to null returns to the default."""
+
+    autoStopInterval: int | None = Field(default=None, ge=0, le=10_000_000)
+    autoPauseInterval: int | None = Field(default=None, ge=0, le=10_000_000)
+    autoArchiveInterval: int | None = Field(default=None, ge=0, le=10_000_000)
+    autoDeleteInterval: int | None = Field(default=None, ge=-1, le=10_000_000)
+    ttlMinutes: int | None = Field(default=None, ge=0, le=10_000_000)
+    wakeOnUse: StrictBool | None = None
 
 
 class NetworkPolicyIn(Strict):
@@ -129,6 +168,8 @@ class SandboxOut(BaseModel):
     updatedAt: str
     lastActivityAt: str | None = None
     # sandburg
+    ttlMinutes: int = 0
+    wakeOnUse: bool = False
     isolation: Isolation
     image: str
     memoryMiB: int

@@ -105,6 +105,9 @@ class SecretService:
     def __init__(self, sessions: sessionmaker[Session], backend: SecretBackend) -> None:
         self.sessions = sessions
         self.backend = backend
+        self.audit: Any = (
+            None  # the audit log (audit.py): each injection is recorded, names and versions only
+        )
         # held while a create checks its secrets exist and writes its row, and while a delete checks no row
         # references the secret and deletes it: a secret is never deleted under a sandbox that uses it
         self._guard = threading.Lock()
@@ -194,8 +197,11 @@ class SecretService:
             yield
 
     # -- process start ---------------------------------------------------------------------------------------
-    def for_exec(self, org_id: str, refs: Mapping[str, str]) -> Injection:
-        """The current values of a sandbox's references, as env, and their redactor."""
+    def for_exec(
+        self, org_id: str, refs: Mapping[str, str], sandbox_id: str | None = None, *, audit: bool = True
+    ) -> Injection:
+        """The current values of a sandbox's references, as env, and their redactor; with `audit`, the use is
+        recorded (secret names and versions: never a value)."""
         if not refs:
             return NO_SECRETS
         try:
@@ -207,4 +213,8 @@ class SecretService:
         if missing:
             raise ApiError(ErrorCode.SECRET_NOT_FOUND, f"secret(s) not found: {', '.join(missing)}")
         env = {env_name: values[name].decode() for env_name, name in refs.items()}
+        if audit and self.audit is not None and self.audit.enabled:
+            versions = {m.name: m.version for m in self.backend.list(org_id) if m.name in values}
+            used = [{"env": e, "name": n, "version": versions.get(n)} for e, n in sorted(refs.items())]
+            self.audit.record("secret", sandbox_id, {"op": "inject", "secrets": used}, tenant=org_id)
         return Injection(env, Redactor(values.values()))

@@ -31,10 +31,10 @@ from ..node.images import LAYER_REF
 from ..node.memsnap import MemoryKeys
 from ..node.spec import CONTAINER, GVISOR
 from .buildplan import ImageConfig
-from .db import Image, Sandbox, utcnow
+from .db import Image, Sandbox, SandboxVolume, utcnow
 from .errors import ApiError
 from .pause import open_deleted
-from .schemas import CreateSandbox, NetworkPolicyIn
+from .schemas import CreateSandbox, NetworkPolicyIn, VolumeMount
 
 if TYPE_CHECKING:
     from .imageservice import ImageService
@@ -112,7 +112,7 @@ class StateSnapshots:
                 "labels": dict(box.labels or {}), "isolation": box.isolation, "cpu": box.cpu,
                 "memoryMiB": box.memory_mib, "diskMiB": box.disk_mib, "network": dict(box.network or {}),
                 "captureMs": round((time.monotonic() - t0) * 1000, 1),
-                **({"memory": keys.to_json()} if keys else {}),
+                **({"memory": keys.to_json(), "volumes": self._volumes_of(sid)} if keys else {}),
                 "secrets": dict(box.secrets or {}),  # references only: forks inherit them
             }  # fmt: skip
             now = utcnow()
@@ -131,6 +131,22 @@ class StateSnapshots:
                 raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken") from exc
             self._set_parent(sid, row.id)
             return row
+
+    def _volumes_of(self, sid: str) -> list[dict[str, Any]]:
+        """The volumes mounted in the sandbox (a memory fork's processes hold them open: it mounts them too)."""
+        with self.sessions() as s:
+            rows = s.scalars(
+                select(SandboxVolume).where(SandboxVolume.sandbox_id == sid).order_by(SandboxVolume.position)
+            )
+            return [
+                {
+                    "volumeId": v.volume_id,
+                    "mountPath": v.mount_path,
+                    "subpath": v.subpath or None,
+                    "readOnly": v.read_only,
+                }
+                for v in rows
+            ]
 
     def _capture_memory(self, box: Sandbox) -> MemoryKeys:
         """Checkpoint a running gvisor sandbox (lock held). A checkpoint that fails takes the sandbox down with
@@ -292,11 +308,14 @@ class StateSnapshots:
         lock = threading.Lock()
 
         mem = src.get("memory") if self.node.net is not None else None
+        mounts = [VolumeMount(**v) for v in src.get("volumes") or []]
 
         def one(req: CreateSandbox) -> None:
             try:
                 # a memory snapshot forks with its processes on gvisor, with its files on container
                 keys = MemoryKeys.from_json(mem) if mem and req.isolation == GVISOR else None
+                if keys is not None and mounts:  # the same volumes, where the restored processes left them
+                    req = req.model_copy(update={"volumes": mounts})
                 row = self.sandboxes.create(org_id, req, memory=keys)
                 self._set_parent(row.id, snap.id)
                 with lock:

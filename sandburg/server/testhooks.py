@@ -2,7 +2,7 @@
 (e.g. that Daytona's SDK polls nothing during `create()`). Installed only with SANDBURG_TEST_MODE=1.
 
 `GET /api/_test/requests?after=N` → `{"next": M, "requests": [{"seq", "method", "path", "status"}]}`; a
-WebSocket handshake is recorded with method `WS`.
+WebSocket handshake is recorded with method `WS`. With SANDBURG_TEST_CLOCK=1 too: `POST /api/_test/clock`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from collections import deque
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .lifecycle import Clock
 
 MAX_RECORDS = 20_000
 
@@ -64,3 +67,15 @@ def install(app: FastAPI) -> None:
     @app.get("/api/_test/requests", include_in_schema=False)
     def requests(after: int = 0) -> dict[str, Any]:
         return log.since(after)
+
+
+class Advance(BaseModel):
+    advance: float
+
+
+def install_clock(app: FastAPI, clock: Clock) -> None:
+    """`POST /api/_test/clock {"advance": seconds}` moves the lifecycle's test clock (SANDBURG_TEST_CLOCK=1)."""
+
+    @app.post("/api/_test/clock", include_in_schema=False)
+    def advance(body: Advance) -> dict[str, float]:
+        return {"now": clock.advance(body.advance), "offset": clock.offset}

@@ -26,7 +26,7 @@ AREAS = {
     "images": "registry credentials and build-context uploads (COPY/ADD of local files) come with a later issue "
     "(docs/daytona-compat.md)",
     "interpreter": "stateful interpreter contexts come with a later issue",
-    "lifecycle": "archive and resize come with the lifecycle automation issue",
+    "lifecycle": "resize comes with a later issue",
     "lsp": "language servers come with a later issue",
     "network": "signed preview URLs, SSH access and signing keys come with a later issue (plain preview URLs work)",
     "observability": "metrics, logs and traces come with the observability issue",
@@ -36,7 +36,6 @@ AREAS = {
     "tenants": "organizations, users, API keys, audit and webhooks come with the tenants and audit issue",
     "terminals": "terminals that outlive their WebSocket (POST /process/pty, /connect) come with a later issue",
     "toolbox-env": "changing the toolbox's environment at run time comes with a later issue",
-    "volumes": "volumes come with the volumes issue",
     "warmpools": "warm pools come with a later issue",
 }
 
@@ -128,7 +127,6 @@ PATCH  /runners/{id}/scheduling  runner
 GET    /sandbox/for-runner  runner
 GET    /sandbox/ssh-access/validate  network
 GET    /sandbox/{sandboxIdOrName}/ancestors  snapshots
-POST   /sandbox/{sandboxIdOrName}/archive  lifecycle
 POST   /sandbox/{sandboxIdOrName}/backup  snapshots
 GET    /sandbox/{sandboxIdOrName}/forks  snapshots
 GET    /sandbox/{sandboxIdOrName}/parent  snapshots
@@ -163,11 +161,6 @@ GET    /users/me/pending-sso-links  tenants
 DELETE /users/me/pending-sso-links/{id}  tenants
 POST   /users/me/pending-sso-links/{id}/confirm  tenants
 POST   /users/privacy-policies/accept  tenants
-GET    /volumes  volumes
-POST   /volumes  volumes
-GET    /volumes/by-name/{name}  volumes
-DELETE /volumes/{volumeId}  volumes
-GET    /volumes/{volumeId}  volumes
 GET    /warm-pools  warmpools
 POST   /warm-pools  warmpools
 DELETE /warm-pools/{id}  warmpools

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import uuid
 
 from sandburg.node import cgroups, priv
@@ -86,6 +87,7 @@ def destroy(data_dir: str, cgroup_parent: str) -> list[str]:
         r = os.system(f"umount -l '{mp}' 2>/dev/null")
         if r != 0:
             problems.append(f"umount {mp}")
+    problems += detach_loops(data_dir)
     problems += cgroups.remove(cgroup_parent)
     for d in cgroups.controller_dirs(
         os.path.dirname(cgroup_parent)
@@ -97,4 +99,28 @@ def destroy(data_dir: str, cgroup_parent: str) -> list[str]:
     shutil.rmtree(data_dir, ignore_errors=True)
     if os.path.exists(data_dir):
         problems.append(f"rm {data_dir}")
+    return problems
+
+
+def loop_devices(prefix: str) -> dict[str, str]:
+    """Loop devices whose backing file is under `prefix` (the store, volumes): device -> file."""
+    out = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--raw", "--output", "NAME,BACK-FILE"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    found = {}
+    for line in out.splitlines():
+        dev, _, back = line.partition(" ")
+        back = back.removesuffix(" (deleted)")
+        if back == prefix or back.startswith(prefix.rstrip("/") + "/"):
+            found[dev] = back
+    return found
+
+
+def detach_loops(data_dir: str) -> list[str]:
+    """Detach loop devices of a test data dir that its (lazily) unmounted filesystems left attached."""
+    problems = []
+    for dev, back in loop_devices(data_dir).items():
+        if subprocess.run(["losetup", "-d", dev], capture_output=True, check=False).returncode != 0:
+            problems.append(f"losetup -d {dev} ({back})")
     return problems

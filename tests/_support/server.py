@@ -52,6 +52,8 @@ class ServerProcess:
             SANDBURG_HOST="127.0.0.1",
             SANDBURG_CGROUP_PARENT=self.cgroup_parent,
             SANDBURG_TEST_MODE="1",
+            # sandboxes of long test files must not stop while they wait: the lifecycle tests set their own
+            SANDBURG_AUTO_STOP_MINUTES="0",
             **net_env(self.data_dir),
         )
         env.update(self.extra_env)

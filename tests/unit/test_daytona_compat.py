@@ -108,10 +108,10 @@ def test_list_filters_compare_with_what_the_dto_reports() -> None:
 
 
 def test_not_yet_endpoints_are_looked_up_exactly() -> None:
-    ep = unsupported.lookup("POST", "/sandbox/abc/archive")
-    assert ep is not None and ep.area == "lifecycle" and ep.path == "/sandbox/{sandboxIdOrName}/archive"
-    assert unsupported.lookup("GET", "/sandbox/abc/archive") is None  # method matters
-    assert unsupported.lookup("POST", "/sandbox/abc/archive/more") is None  # the whole path matters
+    ep = unsupported.lookup("POST", "/sandbox/abc/resize")
+    assert ep is not None and ep.area == "lifecycle" and ep.path == "/sandbox/{sandboxIdOrName}/resize"
+    assert unsupported.lookup("GET", "/sandbox/abc/resize") is None  # method matters
+    assert unsupported.lookup("POST", "/sandbox/abc/resize/more") is None  # the whole path matters
     tb = unsupported.lookup("POST", "/toolbox/sid/computeruse/start")
     assert tb is not None and tb.area == "desktop"
     assert unsupported.lookup("POST", "/computeruse/start") is None  # toolbox paths only under /toolbox/{id}

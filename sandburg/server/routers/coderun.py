@@ -10,12 +10,14 @@ image lacks is a 400 BAD_REQUEST that says so, never a bare exit status 127.
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import APIRouter, Request
 
 from ..._codes import ErrorCode
 from ..errors import ApiError
 from ..schemas import CodeRunArtifacts, CodeRunRequest, CodeRunResponse
-from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout, secrets_for
+from .toolbox import Auth, _agent, _call, _until_disconnect, audited, effective_timeout, masked, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
 
@@ -85,6 +87,13 @@ async def code_run(sandbox_id: str, body: CodeRunRequest, request: Request, who:
             ),  # fmt: skip
         ),
     )
+    code = body.code.encode("utf-8", "replace")
+    audited(  # the code itself is not recorded (it may hold anything): its size and digest identify it
+        request, "process", sandbox_id, kind="code-run", command=f"{language} <code>", argv=[masked(inj, a) for a in body.argv or []],
+        codeBytes=len(code), codeSha256=hashlib.sha256(code).hexdigest(), user=None,
+        envNames=sorted(body.envs or {}), exitCode=res.exit_code, timedOut=res.timed_out,
+        durationMs=round(res.duration_ms, 3),
+    )  # fmt: skip
     stdout = inj.redactor.text(res.stdout)
     stderr = inj.redactor.text(res.stderr)
     if res.exit_code == 127 and not stdout and stderr.strip() == NO_RUNTIME:

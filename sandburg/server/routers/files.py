@@ -37,7 +37,7 @@ from .fswire import (
     query_pattern,
     query_source,
 )
-from .toolbox import CHUNK, Auth, _agent, _agent_error, _call, _unavailable, _until_disconnect
+from .toolbox import CHUNK, Auth, _agent, _agent_error, _call, _unavailable, _until_disconnect, audited
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["files"])
 
@@ -96,7 +96,20 @@ async def download(sandbox_id: str, request: Request, who: Auth, path: SandboxPa
     """The file's bytes, streamed."""
     svc, agent = _agent(request, sandbox_id, who)
     body = await _open_download(svc, sandbox_id, agent, path)
-    return StreamingResponse(body, media_type="application/octet-stream")
+    return StreamingResponse(_counted(request, sandbox_id, path, body), media_type="application/octet-stream")
+
+
+async def _counted(
+    request: Request, sandbox_id: str, path: str, body: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
+    """`body`, audited with the bytes that went out once it ends (or the client stops reading)."""
+    sent = 0
+    try:
+        async for chunk in body:
+            sent += len(chunk)
+            yield chunk
+    finally:
+        audited(request, "file", sandbox_id, op="download", path=path, bytes=sent)
 
 
 async def _chunks(upload: UploadFile) -> AsyncIterator[bytes]:
@@ -113,6 +126,7 @@ async def upload(sandbox_id: str, request: Request, who: Auth, path: SandboxPath
         if not isinstance(f, UploadFile):
             raise ApiError(ErrorCode.VALIDATION_ERROR, "file: multipart field 'file' is required")
         size = await _call(svc, sandbox_id, agent.write_file(path, _chunks(f)))
+    audited(request, "file", sandbox_id, op="upload", path=path, bytes=size)
     return json_response({"path": path, "size": size})
 
 
@@ -142,6 +156,7 @@ async def bulk_upload(sandbox_id: str, request: Request, who: Auth) -> BulkUploa
             try:
                 size = await agent.write_file(dest, _chunks(files[idx]))
                 done.append(UploadedFile(path=dest, bytes=size))
+                audited(request, "file", sandbox_id, op="upload", path=dest, bytes=size)
             except AgentError as exc:
                 errors.append(f"{dest}: {exc.message}")
             except AgentUnavailable as exc:
@@ -191,7 +206,7 @@ async def bulk_download(
                 f'--{boundary}\r\nContent-Disposition: form-data; name="file"; {disp}\r\n'
                 f"Content-Type: application/octet-stream\r\n\r\n"
             ).encode("utf-8", "surrogateescape")  # a path that is not UTF-8: its bytes, as they are
-            async for chunk in stream:
+            async for chunk in _counted(request, sandbox_id, path, stream):
                 yield chunk
             yield b"\r\n"
         yield f"--{boundary}--\r\n".encode()
@@ -207,6 +222,7 @@ async def create_folder(
     """Create a directory with exactly `mode`, and its missing parents (mkdir -p: an existing one is fine)."""
     svc, agent = _agent(request, sandbox_id, who)
     await _call(svc, sandbox_id, agent.mkdir(path, int(mode, 8)))
+    audited(request, "file", sandbox_id, op="mkdir", path=path, mode=mode)
     return Response(status_code=201)
 
 
@@ -218,6 +234,7 @@ async def delete_file(
     (else 409 DIRECTORY_NOT_EMPTY); a recursive delete does not enter symlinked directories."""
     svc, agent = _agent(request, sandbox_id, who)
     await _call(svc, sandbox_id, agent.delete(path, recursive=recursive))
+    audited(request, "file", sandbox_id, op="delete", path=path, recursive=recursive)
     return Response(status_code=204)
 
 
@@ -234,6 +251,7 @@ async def move_file(
     `overwrite=true` (sandburg)."""
     svc, agent = _agent(request, sandbox_id, who)
     await _call(svc, sandbox_id, agent.move(source, destination, overwrite=overwrite))
+    audited(request, "file", sandbox_id, op="move", path=source, destination=destination, overwrite=overwrite)
     return Response(status_code=200)
 
 
@@ -276,6 +294,7 @@ async def replace_in_files(sandbox_id: str, body: ReplaceRequest, request: Reque
     Files are rewritten atomically with their mode and owner; a symlink's target is edited."""
     svc, agent = _agent(request, sandbox_id, who)
     outcomes = await _call(svc, sandbox_id, agent.replace(body.files, body.pattern, body.newValue))
+    audited(request, "file", sandbox_id, op="replace", paths=[o.file for o in outcomes if o.success])
     return json_response(
         [
             {"file": o.file, "success": o.success, **({} if o.error is None else {"error": o.error})}
@@ -303,4 +322,5 @@ async def set_file_permissions(
         await _call(svc, sandbox_id, agent.chmod(path, int(mode, 8)))
     if not (owner or group or mode):
         await _call(svc, sandbox_id, agent.stat(path))  # nothing to change: still 404 for a missing path
+    audited(request, "file", sandbox_id, op="permissions", path=path, owner=owner, group=group, mode=mode)
     return Response(status_code=200)

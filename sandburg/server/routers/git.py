@@ -7,6 +7,8 @@ agent as an argv, never through a shell; credentials travel in that one command'
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -41,9 +43,10 @@ from ..gitschemas import (
 )
 from ..redact import MIN_LENGTH
 from .fswire import TRUNCATED_RESPONSE, json_response, query_path
-from .toolbox import Auth, _agent, _call, _until_disconnect, secrets_for
+from .toolbox import Auth, _agent, _call, _until_disconnect, audited, masked, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/git", tags=["git"])
+_USERINFO = re.compile(r"(://)[^/@\s]+@")
 RepoPath = Annotated[str, Depends(query_path)]
 NO_GIT = "git is not installed in this sandbox's image; use an image that has it, such as debian-12"
 
@@ -100,6 +103,11 @@ class _Git:
         )
         try:
             res = await _until_disconnect(self.request, _call(self.svc, self.sandbox_id, run))
+            audited(  # credentials travel in env, never in argv
+                self.request, "process", self.sandbox_id, kind="git", op=op, user=None,
+                command=_USERINFO.sub(r"\1***@", masked(self.injected, shlex.join(argv))),  # a URL's user:password@ is masked
+                exitCode=res.exit_code, timedOut=res.timed_out, durationMs=round(res.duration_ms, 3),
+            )  # fmt: skip
         except ApiError as exc:
             if exc.code is ErrorCode.FILE_NOT_FOUND and "command not found" in exc.message:
                 raise ApiError(ErrorCode.GIT_NOT_AVAILABLE, NO_GIT) from exc

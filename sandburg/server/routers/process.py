@@ -11,7 +11,7 @@ from ..errors import ApiError
 from ..redact import redact_stream
 from ..schemas import ExecuteRequest, ExecuteResponse
 from ..ws import as_control, deny, incoming, open_toolbox, pump_both
-from .toolbox import Auth, _agent, _call, _until_disconnect, effective_timeout, secrets_for
+from .toolbox import Auth, _agent, _call, _until_disconnect, audited, effective_timeout, masked, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}", tags=["process"])
 
@@ -39,6 +39,11 @@ async def execute(sandbox_id: str, body: ExecuteRequest, request: Request, who: 
             ),
         ),
     )
+    audited(
+        request, "process", sandbox_id, kind="exec", command=masked(inj, body.command), cwd=body.cwd, user=None,
+        envNames=sorted(body.envs or {}), exitCode=res.exit_code, timedOut=res.timed_out,
+        durationMs=round(res.duration_ms, 3),
+    )  # fmt: skip
     stdout = inj.redactor.text(res.stdout)
     stderr = inj.redactor.text(res.stderr)
     if res.timed_out:
@@ -105,6 +110,7 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
             elif ctl.get("type") == "signal" and isinstance(ctl.get("signal"), int):
                 await proc.send_signal(ctl["signal"])
 
+    res = None
     try:
         async with stream as proc:
 
@@ -125,3 +131,9 @@ async def execute_stream(ws: WebSocket, sandbox_id: str) -> None:
     except (AgentError, AgentUnavailable) as exc:
         await ws.send_json({"type": "control", "status": "error", "error": str(exc)})
         await ws.close(code=1011)
+    finally:  # a command the client's disconnect killed has no exit code
+        audited(
+            ws, "process", sandbox_id, kind="exec-stream", command=masked(inj, req.command), cwd=req.cwd, user=None,
+            envNames=sorted(req.envs or {}), exitCode=res.exit_code if res else None,
+            timedOut=res.timed_out if res else None, durationMs=round(res.duration_ms, 3) if res else None,
+        )  # fmt: skip

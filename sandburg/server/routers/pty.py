@@ -26,7 +26,7 @@ from ..errors import ApiError
 from ..redact import redact_stream
 from ..schemas import PtyList, PtyResize, PtySessionInfo
 from ..ws import as_control, deny, incoming, open_toolbox, pump_both
-from .toolbox import Auth, _agent, secrets_for
+from .toolbox import Auth, _agent, audited, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/process/pty", tags=["pty"])
 EXIT_CONTROL = "X-Daytona-Pty-Exit-Control"
@@ -125,6 +125,7 @@ async def create_connect(ws: WebSocket, sandbox_id: str) -> None:
     await ws.accept(subprotocol=EXIT_CONTROL if EXIT_CONTROL in offered else None)
     reg[(sandbox_id, pty_id)] = term
     agent = svc.node.agent(sandbox_id)
+    code: int | None = None
     try:
         async with agent.pty(cols=cols, rows=rows, cwd=cwd, env=inj.merged(term.envs) or None) as proc:
             term.proc, term.ws = proc, ws
@@ -147,6 +148,10 @@ async def create_connect(ws: WebSocket, sandbox_id: str) -> None:
     finally:
         term.proc = None
         reg.pop((sandbox_id, pty_id), None)
+        audited(
+            ws, "process", sandbox_id, kind="pty", ptyId=pty_id, command="<login shell>", cwd=cwd, user=None,
+            envNames=sorted(term.envs), exitCode=code, durationMs=round((time.time() - term.created) * 1000, 3),
+        )  # fmt: skip
 
 
 async def _keystrokes(ws: WebSocket, proc: ExecStream, term: Terminal) -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from ..._version import __version__
-from .. import listing, pause
+from .. import archive, lifecycle, listing, pause
 from ..auth import Principal, authenticate
 from ..db import Sandbox
 from ..sandboxes import SandboxService
@@ -38,6 +38,9 @@ def toolbox_url(request: Request) -> str:
 
 def to_out(row: Sandbox, request: Request) -> SandboxOut:
     extra = row.extra or {}
+    # the intervals in effect: the sandbox's own, else the server's defaults (docs/lifecycle.md)
+    lc = lifecycle.effective(extra, lifecycle.Defaults.of(request.app.state.settings))
+    ttl = lc["ttlMinutes"]
     return SandboxOut(
         id=row.id,
         organizationId=row.organization_id,
@@ -60,15 +63,17 @@ def to_out(row: Sandbox, request: Request) -> SandboxOut:
             "stopping": "stopped",
             "destroyed": "destroyed",
             "destroying": "destroyed",
+            "archived": "archived",
         }.get(row.state, "started"),
         errorReason=row.error_reason,
         recoverable=row.state == "error",
         snapshot=row.image,
         toolboxProxyUrl=toolbox_url(request),
-        autoStopInterval=int(extra.get("autoStopInterval", 0)),
-        autoPauseInterval=int(extra.get("autoPauseInterval", 0)),
-        autoArchiveInterval=int(extra.get("autoArchiveInterval", 0)),
-        autoDeleteInterval=int(extra.get("autoDeleteInterval", -1)),
+        autoStopInterval=lc["autoStopInterval"],
+        autoPauseInterval=lc["autoPauseInterval"],
+        autoArchiveInterval=lc["autoArchiveInterval"],
+        autoDeleteInterval=lc["autoDeleteInterval"],
+        autoDestroyAt=listing.iso(row.created_at + timedelta(minutes=ttl)) if ttl > 0 else None,
         queueTimeout=extra.get("queueTimeout"),
         outboundProxyUrl=extra.get("outboundProxyUrl"),
         otelEndpointOverride=extra.get("otelEndpointOverride"),
@@ -84,6 +89,8 @@ def to_out(row: Sandbox, request: Request) -> SandboxOut:
         diskMiB=row.disk_mib,
         network=NetworkPolicyOut(**row.network) if row.network else None,
         secretRefs=dict(row.secrets or {}),
+        ttlMinutes=ttl,
+        wakeOnUse=bool(extra.get(lifecycle.WAKE_ON_USE)),
     )
 
 
@@ -170,6 +177,13 @@ def pause_sandbox(sandbox_id_or_name: str, request: Request, who: Auth, svc: Svc
     """Keep the sandbox's processes without running them; `start` resumes them (docs/snapshots.md "Pause").
     gvisor: checkpointed to disk, no memory held; container: frozen in place (cgroup freezer)."""
     return to_out(pause.pause(svc, who.organization_id, sandbox_id_or_name), request)
+
+
+@router.post("/{sandbox_id_or_name}/archive", response_model=SandboxOut)
+def archive_sandbox(sandbox_id_or_name: str, request: Request, who: Auth, svc: Svc) -> SandboxOut:
+    """Keep a stopped sandbox's files as an archive and release its disk space for runtime use; `start` restores
+    them (docs/lifecycle.md "Archive"). A sandbox that is not stopped: 409 SANDBOX_BUSY."""
+    return to_out(archive.archive(svc, who.organization_id, sandbox_id_or_name), request)
 
 
 @router.post("/{sandbox_id_or_name}/stop", response_model=SandboxOut)

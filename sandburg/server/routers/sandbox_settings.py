@@ -2,20 +2,21 @@
 URL, last activity, recover; plus `GET /api/config` and `GET /api/health/ready`.
 
 The intervals and the public flag are stored in the sandbox row and echoed in the Sandbox DTO (status 200, as
-Daytona answers); the lifecycle issue will act on them. The network settings are enforced (docs/network.md).
+Daytona answers); the lifecycle reaper enforces the intervals (docs/lifecycle.md). The network settings are
+enforced (docs/network.md).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
 from ..._codes import ErrorCode
 from ..._version import __version__
+from .. import lifecycle
 from ..errors import ApiError
-from ..schemas import NetworkSettings, SandboxOut, Url
+from ..schemas import LifecycleSettings, NetworkSettings, SandboxOut, Url
 from .sandbox import Auth, Svc, to_out, toolbox_url
 
 router = APIRouter(tags=["sandbox"])
@@ -38,7 +39,7 @@ def _set(request: Request, who: Auth, svc: Svc, sid: str, **extra: Any) -> Sandb
 def set_autostop(
     sandbox_id_or_name: str, interval: NonNegative, request: Request, who: Auth, svc: Svc
 ) -> SandboxOut:
-    """Store the auto-stop interval (minutes idle, 0 = never); not enforced yet (lifecycle automation issue)."""
+    """Set the auto-stop interval (minutes idle, 0 = never; docs/lifecycle.md)."""
     return _set(request, who, svc, sandbox_id_or_name, autoStopInterval=interval)
 
 
@@ -46,7 +47,7 @@ def set_autostop(
 def set_autoarchive(
     sandbox_id_or_name: str, interval: NonNegative, request: Request, who: Auth, svc: Svc
 ) -> SandboxOut:
-    """Store the auto-archive interval (minutes stopped); not enforced yet."""
+    """Set the auto-archive interval (minutes stopped, 0 = never)."""
     return _set(request, who, svc, sandbox_id_or_name, autoArchiveInterval=interval)
 
 
@@ -58,7 +59,7 @@ def set_autodelete(
     who: Auth,
     svc: Svc,
 ) -> SandboxOut:
-    """Store the auto-delete interval (minutes stopped; -1 = never, 0 = at stop); not enforced yet."""
+    """Set the auto-delete interval (minutes stopped; -1 = never, 0 = right after a stop)."""
     return _set(request, who, svc, sandbox_id_or_name, autoDeleteInterval=interval)
 
 
@@ -66,7 +67,8 @@ def set_autodelete(
 def set_autopause(
     sandbox_id_or_name: str, interval: NonNegative, request: Request, who: Auth, svc: Svc
 ) -> SandboxOut:
-    """Store the auto-pause interval (minutes idle, 0 = never); not enforced yet."""
+    """Set the auto-pause interval (minutes idle, 0 = never): pause, processes kept, woken by the next toolbox
+    call."""
     return _set(request, who, svc, sandbox_id_or_name, autoPauseInterval=interval)
 
 
@@ -74,8 +76,22 @@ def set_autopause(
 def set_ttl(
     sandbox_id_or_name: str, ttl_minutes: NonNegative, request: Request, who: Auth, svc: Svc
 ) -> SandboxOut:
-    """Store the time to live (minutes, 0 = none); not enforced yet."""
+    """Set the time to live (minutes after its creation, 0 = none): then the sandbox is deleted, even in use."""
     return _set(request, who, svc, sandbox_id_or_name, ttlMinutes=ttl_minutes)
+
+
+@router.post("/sandbox/{sandbox_id_or_name}/lifecycle", response_model=SandboxOut)
+def set_lifecycle(
+    sandbox_id_or_name: str, body: LifecycleSettings, request: Request, who: Auth, svc: Svc
+) -> SandboxOut:
+    """sandburg: change several lifecycle settings at once (minutes; see docs/lifecycle.md); a field left out is
+    kept, `null` goes back to the server's default."""
+    values = body.model_dump(exclude_unset=True)
+    reset = {k: None for k, v in values.items() if v is None}
+    extra = {k: v for k, v in values.items() if v is not None}
+    if reset:
+        svc.update(who.organization_id, sandbox_id_or_name, extra=reset)
+    return _set(request, who, svc, sandbox_id_or_name, **extra)
 
 
 @router.post("/sandbox/{sandbox_id_or_name}/public/{is_public}", response_model=SandboxOut)
@@ -118,10 +134,10 @@ def get_toolbox_proxy_url(sandbox_id: str, request: Request, who: Auth, svc: Svc
 
 
 @router.post("/sandbox/{sandbox_id}/last-activity", status_code=201, response_class=Response)
-def update_last_activity(sandbox_id: str, who: Auth, svc: Svc) -> Response:
-    """Record activity now (echoed as `lastActivityAt`; the idle timers of the lifecycle issue will read it)."""
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    svc.update(who.organization_id, sandbox_id, extra={"lastActivityAt": now})
+def update_last_activity(sandbox_id: str, request: Request, who: Auth, svc: Svc) -> Response:
+    """Record activity now (echoed as `lastActivityAt`; the auto-stop and auto-pause timers count from it)."""
+    now = lifecycle.iso(request.app.state.clock.now())
+    svc.update(who.organization_id, sandbox_id, extra={lifecycle.LAST_ACTIVITY: now})
     return Response(status_code=201)
 
 

@@ -29,7 +29,7 @@ from ..schemas import (
     SessionOut,
 )
 from ..ws import deny, open_toolbox
-from .toolbox import Auth, _agent, _call, secrets_for
+from .toolbox import Auth, _agent, _call, audited, masked, secrets_for
 
 router = APIRouter(prefix="/toolbox/{sandbox_id}/process/session", tags=["sessions"])
 STDOUT_MARK, STDERR_MARK = b"\x01\x01\x01", b"\x02\x02\x02"
@@ -53,7 +53,7 @@ def _command_out(c: S.CommandInfo) -> SessionCommand:
 
 def _redactor(request: Request, sandbox_id: str, org_id: str) -> Redactor:
     """Masks the current values of the sandbox's secrets in the logs answered (docs/secrets.md)."""
-    return secrets_for(request.app.state.sandboxes, org_id, sandbox_id).redactor
+    return secrets_for(request.app.state.sandboxes, org_id, sandbox_id, inject=False).redactor
 
 
 def _run_dir(request: Request, sandbox_id: str) -> str:
@@ -84,6 +84,7 @@ async def create_session(sandbox_id: str, body: CreateSession, request: Request,
     svc, agent = _agent(request, sandbox_id, who)
     env = secrets_for(svc, who.organization_id, sandbox_id).merged(None)
     await _call(svc, sandbox_id, S.create(agent, body.sessionId, env=env))
+    audited(request, "process", sandbox_id, kind="session-start", sessionId=body.sessionId, user=None)
     return Response(status_code=201)
 
 
@@ -133,6 +134,13 @@ async def session_exec(
     cap = request.app.state.settings.max_output_bytes
     res = await _call(svc, sandbox_id, S.execute(agent, session_id, body.command, background, cap))
     cmd_id = str(res["cmd_id"])
+    ran = S.command(_run_dir(request, sandbox_id), session_id, cmd_id)
+    inj = secrets_for(svc, who.organization_id, sandbox_id, inject=False)  # masks its output and its record
+    audited(  # a background command is recorded as started: its exit code is in the session's command info
+        request, "process", sandbox_id, kind="session", sessionId=session_id, cmdId=cmd_id, command=masked(inj, body.command),
+        background=background, user=None, exitCode=res.get("exit_code"),
+        durationMs=round((ran.ended - ran.started) * 1000, 3) if ran and ran.ended and ran.started else None,
+    )  # fmt: skip
     if background or res.get("detached"):
         response.status_code = 202
         return SessionExecuteResponse(cmdId=cmd_id)
@@ -140,7 +148,7 @@ async def session_exec(
     chunk = S.read_log(run, session_id, cmd_id, 0, cap + (1 << 20))
     output, out, err = S.split(chunk.records)
     info = S.command(run, session_id, cmd_id)
-    red = _redactor(request, sandbox_id, who.organization_id)
+    red = inj.redactor
     return SessionExecuteResponse(
         cmdId=cmd_id, output=red.text(output), stdout=red.text(out), stderr=red.text(err),
         exitCode=res.get("exit_code"), truncated=bool(info and info.truncated),
@@ -193,7 +201,7 @@ async def follow_logs(
         await deny(ws, ApiError(ErrorCode.COMMAND_NOT_FOUND, f"command {command_id!r} not found"))
         return
     try:
-        red = secrets_for(svc, who.organization_id, sandbox_id).redactor
+        red = secrets_for(svc, who.organization_id, sandbox_id, inject=False).redactor
     except ApiError as exc:
         await deny(ws, exc)
         return

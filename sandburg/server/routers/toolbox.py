@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from ..._codes import ErrorCode
 from ...node.agent_client import AgentClient, AgentError, AgentUnavailable
@@ -32,13 +33,26 @@ def _agent(request: Request, sandbox_id: str, who: Principal) -> tuple[SandboxSe
     return svc, svc.node.agent(sandbox_id)
 
 
-def secrets_for(svc: SandboxService, org_id: str, sandbox_id: str) -> Injection:
+def secrets_for(svc: SandboxService, org_id: str, sandbox_id: str, *, inject: bool = True) -> Injection:
     """The current values of the sandbox's secrets for a process about to start, and their redactor (one per
-    process start: a rotation is seen by the next command)."""
+    process start: a rotation is seen by the next command). `inject=False`: only to mask output (a log read), not
+    audited as secret use."""
     live = svc.require_running(org_id, sandbox_id)
     if svc.secrets is None or not live.secrets:
         return NO_SECRETS
-    return svc.secrets.for_exec(org_id, live.secrets)
+    return svc.secrets.for_exec(org_id, live.secrets, sandbox_id if inject else None, audit=inject)
+
+
+def audited(conn: HTTPConnection, type: str, sandbox_id: str, **payload: Any) -> None:
+    """One audit record (audit.py, docs/audit.md) of what this route did in the sandbox; never a secret value
+    (env: names only)."""
+    conn.app.state.audit.record(type, sandbox_id, payload)
+
+
+def masked(inj: Injection, text: str) -> str:
+    """`text` (a command line) with the values of the sandbox's secrets replaced by `***`, for the audit log: a
+    client that pasted a value into a command must not leave it there."""
+    return inj.redactor.text(text.encode("utf-8", "surrogateescape")) if inj.redactor else text
 
 
 async def _call(svc: SandboxService, sandbox_id: str, awaitable: Awaitable[T]) -> T:

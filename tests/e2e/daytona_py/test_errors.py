@@ -14,8 +14,10 @@ EXPECTED = {
     "timeout": ("DaytonaProcessExecutionTimeoutError", 408),
     "stopped_exec": ("DaytonaConflictError", 409),
     "secrets": ("DaytonaNotFoundError", 404),  # SECRET_NOT_FOUND: the store has no such secret
+    "volume_missing": ("DaytonaNotFoundError", 404),  # VOLUME_NOT_FOUND
+    "archive_started": ("DaytonaConflictError", 409),  # SANDBOX_BUSY: only a stopped sandbox is archived
 }
-NOT_YET = ("archive", "preview", "resize", "pause", "volumes", "ssh", "update_env")
+NOT_YET = ("preview", "resize", "ssh", "update_env")
 
 
 def test_sdk_exception_types(run_script: RunScript) -> None:

@@ -19,7 +19,7 @@ def test_create_get_list_settings_stop_start_delete(run_script: RunScript, reque
     assert f["network_allow_list"] == "10.1.0.0/16,192.168.0.0/24"
     assert f["env"] == {"GREETING": "hello", "EMPTY": ""} and f["exec_env"] == "hello|"
     assert f["labels"]["code-toolbox-language"] == "javascript" and f["labels"]["role"] == "full"
-    assert f["volumes"] == [{"volumeId": "vol-1", "mountPath": "/data"}]
+    assert [(v["volumeId"], v["mountPath"]) for v in f["volumes"]] == [(out["volume_id"], "/data")]
     assert out["sized"] == {"snapshot": "busybox", "cpu": 1, "memory": 1, "disk": 1}
     assert out["build_image"] == {
         "state": "started",

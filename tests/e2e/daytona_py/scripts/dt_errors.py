@@ -30,12 +30,11 @@ with cleanup(daytona) as made:
     )
     out["not_found"] = catch(lambda: daytona.get("00000000-0000-0000-0000-000000000000"))
     out["timeout"] = catch(lambda: box.process.exec("sleep 20", timeout=1))
+    out["archive_started"] = catch(lambda: box.archive())
     # not yet: typed 501s with Daytona's status mapping (plain DaytonaError, status 501)
-    out["archive"] = catch(lambda: box.archive())
     out["preview"] = catch(lambda: box.create_signed_preview_url(8080))
     out["resize"] = catch(lambda: box.resize(__import__("daytona").Resources(cpu=1)))
-    out["pause"] = catch(lambda: box.pause())
-    out["volumes"] = catch(lambda: daytona.volume.list())
+    out["volume_missing"] = catch(lambda: daytona.volume.get("no-such-volume"))
     out["secrets"] = catch(
         lambda: daytona.create(
             CreateSandboxFromSnapshotParams(snapshot="busybox", secrets={"TOKEN": "NO_SUCH_SECRET"})

@@ -20,6 +20,8 @@ from daytona import (
 tag = uuid.uuid4().hex[:8]
 out: dict = {}
 daytona = Daytona()
+vol = daytona.volume.get(f"dt-vol-{tag}", create=True)  # mounted by name below: the server answers its id
+out["volume_id"] = vol.id
 with cleanup(daytona) as made:
     # all defaults: the server's default image, resources and language
     plain = daytona.create(CreateSandboxFromSnapshotParams(labels={**TEST_LABEL, "group": tag}))
@@ -37,7 +39,7 @@ with cleanup(daytona) as made:
             name=name, snapshot="busybox", env_vars={"GREETING": "hello", "EMPTY": ""},
             labels={**TEST_LABEL, "group": tag, "role": "full"}, public=True, auto_stop_interval=30,
             auto_archive_interval=60, auto_delete_interval=120, network_block_all=False,
-            network_allow_list="10.1.0.0/16,192.168.0.0/24", volumes=[VolumeMount(volume_id="vol-1", mount_path="/data")],
+            network_allow_list="10.1.0.0/16,192.168.0.0/24", volumes=[VolumeMount(volume_id=vol.name, mount_path="/data")],
             language="javascript",
         ),
         timeout=60,
@@ -123,4 +125,5 @@ with cleanup(daytona) as made:
     out["deleted_wait_state"] = str(full.state.value)
     out["get_deleted"] = catch(lambda: daytona.get(full.id))
     out["not_found_class"] = DaytonaNotFoundError.__name__
+daytona.volume.delete(vol)
 emit(out)
