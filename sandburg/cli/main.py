@@ -247,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rm", help="delete sandboxes")
     p.add_argument("sandboxes", nargs="+", metavar="ID_OR_NAME")
-    for name, text in (("stop", "stop a sandbox (files are kept)"), ("start", "start a stopped sandbox")):
+    for name, text in (
+        ("stop", "stop a sandbox (files are kept)"),
+        ("start", "start a stopped sandbox, or resume a paused one"),
+        ("pause", "keep a sandbox's processes without running them (gvisor: on disk); start resumes"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("sandbox", metavar="ID_OR_NAME")
     p = sub.add_parser("shell", help="open an interactive terminal in a sandbox")
@@ -369,10 +373,12 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
                 _error(exc)
                 status = 1
         return status
-    elif cmd in ("start", "stop"):
+    elif cmd in ("start", "stop", "pause"):
         box = sb.get(args.sandbox)
         if cmd == "start":
             box.start()
+        elif cmd == "pause":
+            box.pause()
         else:
             box.stop()
         print(box.id)

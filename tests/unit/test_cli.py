@@ -73,8 +73,8 @@ class FakeAPI:
         if request.method == "DELETE":
             del self.boxes[box["id"]]
             return httpx.Response(200, json={**box, "state": "destroyed"})
-        if parts[2:] in (["start"], ["stop"]):
-            box["state"] = {"start": "started", "stop": "stopped"}[parts[2]]
+        if parts[2:] in (["start"], ["stop"], ["pause"]):
+            box["state"] = {"start": "started", "stop": "stopped", "pause": "paused"}[parts[2]]
         return httpx.Response(200, json=box)
 
     def body(self, index: int = -1) -> Any:
@@ -156,6 +156,11 @@ def test_exec_timeout_shows_partial_output(run: Any, api: FakeAPI) -> None:
 def test_lifecycle_commands(run: Any, api: FakeAPI) -> None:
     assert run("stop", "web")[:2] == (0, "00000001-aaaa-bbbb-cccc-dddddddddddd\n")
     assert api.boxes["00000001-aaaa-bbbb-cccc-dddddddddddd"]["state"] == "stopped"
+    assert run("start", "web")[0] == 0
+    assert run("pause", "web")[0] == 0
+    assert api.boxes["00000001-aaaa-bbbb-cccc-dddddddddddd"]["state"] == "paused"
+    last = api.requests[-1]
+    assert (last.method, last.url.path) == ("POST", "/api/sandbox/00000001-aaaa-bbbb-cccc-dddddddddddd/pause")
     assert run("start", "web")[0] == 0
     code, out, _ = run("info", "web")
     assert code == 0 and "state:     started" in out and "memory:    4GiB" in out and "(5m ago)" in out
