@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from sandburg import AuditRecord, FileNotFoundInSandboxError, Sandbox, Sandburg
-from tests._support.host import destroy, new_data_dir, require_root
+from tests._support.private import private_server
 from tests._support.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,16 +212,8 @@ def test_cli_ls_export_verify(cli: Callable[..., subprocess.CompletedProcess[str
 # -- tampering: a server of this module's own, whose database the tests edit ---------------------------------------
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[ServerProcess]:
-    require_root()
-    data_dir, cgroup_parent = new_data_dir("audit")
-    srv = ServerProcess(data_dir, cgroup_parent)
-    try:
-        srv.start()
+    with private_server("audit") as srv:
         yield srv
-    finally:
-        srv.stop()
-        problems = destroy(data_dir, cgroup_parent)
-        assert not problems, problems
 
 
 def verify_cli(srv: ServerProcess) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,8 @@ import pytest
 
 from sandburg import Sandburg
 from sandburg.node import priv
-from tests._support.host import destroy, new_data_dir, node_for, require_root
+from tests._support.host import node_for
+from tests._support.private import private_server
 from tests._support.server import ServerProcess
 
 CREATE_STEPS = [
@@ -36,16 +37,8 @@ DELETE_STEPS = [
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[ServerProcess]:
     """A server of this module's own, since these tests kill and restart it."""
-    require_root()
-    data_dir, cgroup_parent = new_data_dir("restart")
-    srv = ServerProcess(data_dir, cgroup_parent)
-    try:
-        srv.start()
+    with private_server("restart") as srv:
         yield srv
-    finally:
-        srv.stop()
-        problems = destroy(data_dir, cgroup_parent)
-        assert not problems, problems
 
 
 def client(srv: ServerProcess) -> Sandburg:
