@@ -16,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from .._codes import ErrorCode
+from ..node import crash
 from ..node.errors import NodeError
 from .db import Sandbox
 from .errors import ApiError
@@ -48,9 +49,11 @@ def archive(svc: SandboxService, org_id: str, id_or_name: str) -> Sandbox:
             node.images.layers.remove(key)
             _set_key(svc, sid, None)
             raise ApiError(ErrorCode.RUNTIME_ERROR, f"archive failed: {exc}") from exc
+        crash.point("archive.layer")
         # the layer is whole: from here on the archive is what holds the files
         node.store.delete_subvolume(node.root_path(sid))
         node.store.delete_subvolume(node.run_path(sid))
+        crash.point("archive.release")
         return svc._set_state(sid, "archived")
 
 
@@ -64,6 +67,7 @@ def unarchive_locked(svc: SandboxService, row: Sandbox) -> Sandbox:
             node.store.snapshot(node.images.layers.require(key), root, limit_bytes=row.disk_mib << 20)
         except NodeError as exc:
             raise ApiError(ErrorCode.RUNTIME_ERROR, f"the archive could not be restored: {exc}") from exc
+    crash.point("unarchive.root")
     _finish_unarchive(svc, sid, key)
     return svc.start_locked(sid)
 

@@ -41,6 +41,8 @@ LAST_ACTIVITY = "lastActivityAt"  # ISO 8601, Daytona's DTO field (echoed)
 STOPPED_AT = "stoppedAt"  # ISO 8601: when the reaper first saw the sandbox stopped
 AUTO_PAUSED = "autoPaused"  # paused by the reaper: the next toolbox call wakes it
 WAKE_ON_USE = "wakeOnUse"
+# test clock only: the creation time on the test clock (the row's created_at is wall time), stamped at first sight
+CLOCK_CREATED = "clockCreatedAt"
 KEYS = ("autoStopInterval", "autoPauseInterval", "autoArchiveInterval", "autoDeleteInterval", "ttlMinutes")
 PATH = re.compile(r"^/(?:api/(?:sandbox|toolbox)|preview)/([^/]+)")
 TOOLBOX_PATH = re.compile(r"^/api/toolbox/([^/]+)/")
@@ -139,7 +141,7 @@ class ActivityMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         m = PATH.match(scope["path"]) if scope["type"] in ("http", "websocket") else None
-        if m is None or m.group(1) in RESERVED:
+        if m is None or m.group(1) in RESERVED or _reads_metadata(scope):
             await self.app(scope, receive, send)
             return
         key = m.group(1)
@@ -152,8 +154,15 @@ class ActivityMiddleware:
             self.activity.end(key)
 
 
+def _reads_metadata(scope: Scope) -> bool:
+    """A GET of /api/sandbox/{id}...: reading a sandbox's state (a dashboard, a client polling) is not using it."""
+    return (
+        scope["type"] == "http" and scope.get("method") == "GET" and scope["path"].startswith("/api/sandbox/")
+    )
+
+
 async def _wake(scope: Scope, key: str) -> None:
-    state = getattr(scope.get("app"), "state", None)
+    state: Any = getattr(scope.get("app"), "state", None)
     svc: SandboxService | None = getattr(state, "sandboxes", None)
     if svc is None or key in svc.live:
         return
@@ -161,7 +170,10 @@ async def _wake(scope: Scope, key: str) -> None:
     scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     principal = state.keys.lookup(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     if principal is not None:  # else the route answers 401
-        await to_thread.run_sync(svc.wake, principal.organization_id, key)
+        try:
+            await to_thread.run_sync(svc.wake, principal.organization_id, key)
+        except Exception:  # the route answers SANDBOX_NOT_RUNNING
+            log.exception("wake on use of %s failed", key)
 
 
 # -- the decision ------------------------------------------------------------------------------------------------
@@ -248,7 +260,7 @@ class Reaper:
                 continue
             extra = row.extra or {}
             view = RowView(
-                state=row.state, created=naive_epoch(row.created_at), last_activity=parse(extra.get(LAST_ACTIVITY)),
+                state=row.state, created=parse(extra.get(CLOCK_CREATED)) or naive_epoch(row.created_at), last_activity=parse(extra.get(LAST_ACTIVITY)),
                 stopped_at=parse(extra.get(STOPPED_AT)), intervals=effective(extra, self.defaults),
             )  # fmt: skip
             busy = row.state == "started" and (
@@ -259,30 +271,32 @@ class Reaper:
                 self._act(row, action, view)
 
     def _flush(self, now: float) -> list[Sandbox]:
-        """Store what the activity and the states say; return the rows as stored."""
+        """Store what the activity and the states say; return the rows as stored. Each row's changes are merged
+        in a short transaction of their own (SandboxService.update_extra): a setting changed meanwhile is kept."""
         seen = self.activity.drain()
         with self.svc.sessions() as s:
             rows = list(s.scalars(select(Sandbox)))
-            for row in rows:
-                extra = dict(row.extra or {})
-                before = dict(extra)
-                t = max((seen[k] for k in (row.id, row.name) if k in seen), default=None)
-                last = parse(extra.get(LAST_ACTIVITY))
-                if t is not None and (last is None or t > last):
-                    extra[LAST_ACTIVITY] = iso(t)
-                elif row.state == "started" and last is None:
-                    extra[LAST_ACTIVITY] = iso(now)  # first sight
-                if row.state == "stopped":
-                    extra.setdefault(STOPPED_AT, iso(now))
-                else:
-                    extra.pop(STOPPED_AT, None)
-                if row.state != "paused":
-                    extra.pop(AUTO_PAUSED, None)
-                if extra != before:
-                    row.extra = extra
-            s.commit()
-            for row in rows:
-                s.expunge(row)
+        offset = self.activity.clock.offset
+        for row in rows:
+            extra = row.extra or {}
+            delta: dict[str, Any] = {}
+            t = max((seen[k] for k in (row.id, row.name) if k in seen), default=None)
+            last = parse(extra.get(LAST_ACTIVITY))
+            if t is not None and (last is None or t > last):
+                delta[LAST_ACTIVITY] = iso(t)
+            elif row.state == "started" and last is None:
+                delta[LAST_ACTIVITY] = iso(now)  # first sight
+            if offset and CLOCK_CREATED not in extra:
+                delta[CLOCK_CREATED] = iso(naive_epoch(row.created_at) + offset)
+            if row.state == "stopped" and STOPPED_AT not in extra:
+                delta[STOPPED_AT] = iso(now)
+            elif row.state != "stopped" and STOPPED_AT in extra:
+                delta[STOPPED_AT] = None
+            if row.state != "paused" and AUTO_PAUSED in extra:
+                delta[AUTO_PAUSED] = None
+            if delta:
+                self.svc.update_extra(row.id, delta)
+                row.extra = {k: v for k, v in {**extra, **delta}.items() if v is not None}
         return rows
 
     def _running(self, sid: str) -> bool:
@@ -299,8 +313,10 @@ class Reaper:
 
     def _act(self, row: Sandbox, action: str, view: RowView) -> None:
         svc, org = self.svc, row.organization_id
-        log.info("lifecycle: %s sandbox %s (%s)", action, row.id, row.name)
         try:
+            if svc.get(org, row.id).state != view.state:
+                return  # changed since it was read (a start, a stop): the next pass decides again
+            log.info("lifecycle: %s sandbox %s (%s)", action, row.id, row.name)
             if action == "delete":
                 svc.delete(org, row.id)
             elif action == "stop":

@@ -8,7 +8,8 @@
   the cgroup freezer): they use no CPU, but their memory stays allocated. `start` thaws them. A gvisor sandbox
   with secrets is frozen the same way (`runsc pause`): a checkpoint image would hold the secrets' values.
 
-A paused sandbox refuses toolbox calls like a stopped one (SANDBOX_NOT_RUNNING); `stop` drops what was kept.
+A paused sandbox refuses toolbox calls like a stopped one (SANDBOX_NOT_RUNNING), unless auto-paused or with
+wake-on-use (lifecycle.py: the call resumes it); `stop` drops what was kept.
 """
 
 from __future__ import annotations
