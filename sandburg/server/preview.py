@@ -37,6 +37,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response, WebSocket, WebS
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -212,6 +213,20 @@ def _open(conn: HTTPConnection, sandbox_id: str, port: int) -> tuple[str, str]:
     return ip, token
 
 
+async def _open_or_wake(conn: HTTPConnection, sandbox_id: str, port: int) -> tuple[str, str]:
+    """`_open`, and for a sandbox asleep with wake-on-use (docs/lifecycle.md) start it first: only once the
+    token has been checked, so only a holder of a preview URL of it can wake it."""
+    try:
+        return _open(conn, sandbox_id, port)
+    except ApiError as exc:
+        wake = getattr(conn.app.state.sandboxes, "wake_id", None)
+        if exc.code != ErrorCode.SANDBOX_NOT_RUNNING or wake is None:
+            raise
+        if not await run_in_threadpool(wake, sandbox_id):
+            raise
+        return _open(conn, sandbox_id, port)
+
+
 def _target_path(conn: HTTPConnection, sandbox_id: str, port: int) -> bytes:
     """The raw path after /preview/<id>/<port> (percent-encoding kept as sent, leading '/') and the raw query
     without the `token` parameters that carry this preview's token."""
@@ -272,7 +287,7 @@ def _unreachable(sandbox_id: str, port: int, exc: Exception) -> ApiError:
 @proxy_router.api_route("/preview/{sandbox_id}/{port:int}", methods=METHODS)
 @proxy_router.api_route("/preview/{sandbox_id}/{port:int}/{path:path}", methods=METHODS)
 async def proxy_http(request: Request, sandbox_id: str, port: int) -> Response:
-    ip, token = _open(request, sandbox_id, port)
+    ip, token = await _open_or_wake(request, sandbox_id, port)
     target = f"http://{ip}:{port}"
     headers = [*_headers(request, port, websocket=False), (b"host", f"{ip}:{port}".encode())]
     has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
@@ -315,7 +330,7 @@ async def proxy_http(request: Request, sandbox_id: str, port: int) -> Response:
 @proxy_router.websocket("/preview/{sandbox_id}/{port:int}/{path:path}")
 async def proxy_websocket(ws: WebSocket, sandbox_id: str, port: int) -> None:
     try:
-        ip, _ = _open(ws, sandbox_id, port)
+        ip, _ = await _open_or_wake(ws, sandbox_id, port)
     except ApiError as exc:
         await deny(ws, exc)  # an HTTP answer to the upgrade (401, 409 ...) in the usual JSON shape
         return

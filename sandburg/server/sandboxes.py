@@ -142,6 +142,12 @@ class SandboxService(NetworkOps, BuildOps):
             errorReason=row.error_reason,
         )  # fmt: skip
 
+    def wake_id(self, sid: str) -> bool:
+        """Wake on use through a preview URL, whose checked token names the sandbox by id."""
+        with self.sessions() as s:
+            row = s.get(Sandbox, sid)
+        return row is not None and self.wake(row.organization_id, sid)
+
     def wake(self, org_id: str, id_or_name: str) -> bool:
         """Wake on use (docs/lifecycle.md): start a sandbox asleep that asked for it (stopped with `wakeOnUse`,
         paused by the reaper or with `wakeOnUse`); True if it runs now. Archived sandboxes do not wake."""

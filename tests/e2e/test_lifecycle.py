@@ -160,6 +160,13 @@ def test_wake_on_use_of_a_stopped_sandbox(own_server: ServerProcess, sb: Sandbur
     box.stop()
     assert box.process.exec("cat /root/x").result == "there\n"  # started transparently
     assert state_of(sb, box.id) == "started"
+    # a preview request wakes it too, once its token is checked (nothing listens on the port: 502, but started)
+    preview = box.preview_url(8000)
+    box.stop()
+    assert httpx.get(preview.url, timeout=30).status_code == 401  # no token: not woken
+    assert state_of(sb, box.id) == "stopped"
+    r = httpx.get(preview.url, headers=preview.headers, timeout=60)
+    assert r.status_code == 502 and state_of(sb, box.id) == "started", r.text
     plain = create(sb, auto_stop=0)
     plain.stop()
     with pytest.raises(SandboxNotRunningError):
