@@ -107,6 +107,12 @@ def _batch(cmds: list[str], path: str, netns: str | None = None) -> None:
     priv.run(argv, NetworkError, path=path, input=("\n".join(cmds) + "\n").encode())
 
 
+def bridge_mac(bridge: str) -> str:
+    """A stable, locally administered unicast MAC for the node's bridge."""
+    digest = hashlib.sha256(bridge.encode()).digest()[:5]
+    return ":".join(f"{b:02x}" for b in (0x02, *digest))
+
+
 def _ip(*args: str, ok_missing: bool = False) -> None:
     try:
         priv.run(["ip", *args], NetworkError, path=" ".join(args))
@@ -144,6 +150,10 @@ class Network:
         br, gw, net = self.cfg.bridge, self.cfg.gateway, self.cfg.network
         if not os.path.exists(f"/sys/class/net/{br}"):
             _ip("link", "add", br, "type", "bridge")
+        # A bridge without an address of its own takes the lowest MAC of its ports and changes it when that port
+        # goes: every other sandbox's ARP entry for the gateway then goes stale and its traffic stops for seconds
+        # each time a sandbox is deleted. A fixed address (derived from the bridge's name) keeps it stable.
+        _ip("link", "set", br, "address", bridge_mac(br))
         _ip("addr", "replace", f"{gw}/{net.prefixlen}", "dev", br)
         _ip("link", "set", br, "up")
         # routing for the sandboxes' allowed traffic, and byte counts per connection for the network log

@@ -20,6 +20,7 @@ from .audit import AuditLog, NoAudit
 from .auditchain import AuditKeyError, load_or_create_key
 from .auditmw import AuditMiddleware
 from .auth import KeyCache, bootstrap
+from .bodylimit import JsonBodyLimit
 from .builder import BUILD_LABEL, Builder
 from .buildplan import Mirrors
 from .config import Settings
@@ -202,6 +203,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     app.include_router(preview.proxy_router)  # /preview/<id>/<port>/...: token-authenticated, no API key
     unsupported.install(app)  # Daytona endpoints not served yet answer 501 (see errors.py), socket.io too
     app.add_middleware(lifecycle.ActivityMiddleware, activity=activity)
+    app.add_middleware(JsonBodyLimit)  # no 100 MiB labels (docs/security.md)
     if settings.test_mode:
         testhooks.install(app)
     if settings.test_clock:
