@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import posixpath
 import sys
 from typing import Any
 
 from .._client import Sandburg
-from .._errors import SandburgError
 from .._images import ImageInfo
 from ..specfile import load_spec
 from . import up
+from .common import delete_each, print_json
 from .net import UsageError
 
 __all__ = ["add_parsers", "format_bytes", "format_images", "format_source", "run"]
@@ -167,10 +166,6 @@ def format_images(images: list[ImageInfo]) -> str:
     return format_table(_HEADERS, rows)
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
 def _show_log(chunk: str) -> None:
     sys.stdout.write(chunk)
     sys.stdout.flush()
@@ -245,15 +240,7 @@ def _follow_log(sb: Sandburg, name: str, follow: bool) -> int:
 
 
 def _rm(sb: Sandburg, names: list[str]) -> int:
-    status = 0
-    for name in names:
-        try:
-            sb.images.delete(name)
-            print(name)
-        except SandburgError as exc:  # keep going: delete what can be deleted, as `sandburg rm` does
-            print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
-            status = 1
-    return status
+    return delete_each(names, sb.images.delete)
 
 
 def run(args: argparse.Namespace, sb: Sandburg) -> int:
@@ -263,7 +250,7 @@ def run(args: argparse.Namespace, sb: Sandburg) -> int:
     if act == "ls":
         images = sb.images.list(kind=args.kind)
         if args.json:
-            _print_json([dataclasses.asdict(i) for i in images])
+            print_json([dataclasses.asdict(i) for i in images])
         else:
             print(format_images(images))
         return 0
@@ -281,5 +268,5 @@ def run(args: argparse.Namespace, sb: Sandburg) -> int:
         return _rm(sb, args.names)
     if act == "logs":
         return _follow_log(sb, args.name, args.follow)
-    _print_json(dataclasses.asdict(sb.images.get(args.name)))
+    print_json(dataclasses.asdict(sb.images.get(args.name)))
     return 0

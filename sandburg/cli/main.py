@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import shlex
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from .._client import Sandburg
 from .._core import parse_size_mib
@@ -30,6 +28,7 @@ from . import secret as secret_cli
 from . import snapshot as snapshot_cli
 from . import up as up_cli
 from . import volume as volume_cli
+from .common import delete_each, print_error, print_json
 from .cp import copy, split_location
 
 __all__ = ["ClientFactory", "build_parser", "format_age", "format_mib", "format_table", "main"]
@@ -127,10 +126,6 @@ def _details(box: SandboxInfo, now: datetime | None) -> str:
         ("created", f"{created} ({format_age(box.created_at, now)} ago)"),
     ]
     return "\n".join(f"{key + ':':<11}{value or '-'}" for key, value in fields)
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -321,13 +316,13 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
             volumes=args.volume or None,
         )
         if args.json:
-            _print_json(box.raw)
+            print_json(box.raw)
         else:
             print(box.id)
     elif cmd == "ls":
         boxes = sb.list(labels=dict(args.label) or None, state=args.state or None, limit=args.limit)
         if args.json:
-            _print_json([b.raw for b in boxes])
+            print_json([b.raw for b in boxes])
         else:
             print(format_table(_TABLE_HEADERS, [_row(b, now) for b in boxes]))
     elif cmd == "exec":
@@ -363,16 +358,13 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
 
         return shell.run(sb, args.sandbox, args.cwd)
     elif cmd == "rm":
-        status = 0
-        for ref in args.sandboxes:
-            try:
-                box = sb.get(ref)
-                box.delete()
-                print(box.id)
-            except SandburgError as exc:  # keep going: delete what can be deleted
-                _error(exc)
-                status = 1
-        return status
+
+        def rm(ref: str) -> str:
+            box = sb.get(ref)
+            box.delete()
+            return box.id
+
+        return delete_each(args.sandboxes, rm)
     elif cmd in ("start", "stop", "pause"):
         box = sb.get(args.sandbox)
         if cmd == "start":
@@ -385,7 +377,7 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
     elif cmd == "info":
         box = sb.get(args.sandbox)
         if args.json:
-            _print_json(box.raw)
+            print_json(box.raw)
         else:
             print(_details(box, now))
     return 0
@@ -447,10 +439,6 @@ class _Usage(Exception):
     """A usage problem found after parsing; exits 2 like argparse's own."""
 
 
-def _error(exc: SandburgError) -> None:
-    print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
-
-
 def _default_factory(api_url: str | None) -> Sandburg:
     return Sandburg(api_url=api_url)
 
@@ -486,7 +474,7 @@ def main(
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SandburgError as exc:
-        _error(exc)
+        print_error(exc)
         return 1
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 from .._client import Network, Sandburg
 from .._core import NETWORK_LOG_KINDS, NETWORK_MODES
 from .._models import NetworkEvent, NetworkLog, NetworkPolicy, PreviewUrl
+from .common import print_json
 
 __all__ = [
     "FOLLOW_INTERVAL",
@@ -160,10 +161,6 @@ def format_preview(preview: PreviewUrl) -> str:
     )
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
 # -------------------------------------------------------------------------------------------- commands
 
 
@@ -199,7 +196,7 @@ def run(args: argparse.Namespace, sb: Sandburg) -> int:
     if args.command_name == "preview":
         preview = box.preview_url(args.port)
         if args.json:
-            _print_json(
+            print_json(
                 {
                     "sandboxId": preview.sandbox_id,
                     "port": preview.port,
@@ -221,7 +218,7 @@ def run(args: argparse.Namespace, sb: Sandburg) -> int:
     else:
         policy = box.network.get()
     if args.json:
-        _print_json(policy.to_json())
+        print_json(policy.to_json())
     else:
         print(format_policy(policy))
     return 0

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from datetime import datetime
 from typing import Any
 
 from .._client import Sandburg
-from .._errors import SandburgError
 from .._secrets import SecretInfo
+from .common import delete_each, print_json
 from .net import UsageError
 
 __all__ = ["add_parsers", "format_secrets", "read_value", "run", "secret_json"]
@@ -70,35 +69,23 @@ def read_value(given: str | None) -> str:
     return data[:-1] if data.endswith("\n") else data
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
 def run(args: argparse.Namespace, sb: Sandburg, now: datetime | None = None) -> int:
     """Run ``sandburg secret ACTION``; SDK errors propagate (main prints them)."""
     act = args.secret_action
     if act == "set":
         info = sb.secrets.set(args.name, read_value(args.value))
         if args.json:
-            _print_json(secret_json(info))
+            print_json(secret_json(info))
         else:
             print(f"{info.name} version {info.version}")
     elif act == "ls":
         items = sb.secrets.list()
         if args.json:
-            _print_json([secret_json(s) for s in items])
+            print_json([secret_json(s) for s in items])
         else:
             print(format_secrets(items, now))
     elif act == "inspect":
-        _print_json(secret_json(sb.secrets.get(args.name)))
+        print_json(secret_json(sb.secrets.get(args.name)))
     else:
-        status = 0
-        for name in args.names:
-            try:
-                sb.secrets.delete(name)
-                print(name)
-            except SandburgError as exc:  # keep going, as `sandburg rm` does
-                print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
-                status = 1
-        return status
+        return delete_each(args.names, sb.secrets.delete)
     return 0

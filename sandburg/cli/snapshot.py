@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 from datetime import datetime
 from typing import Any
 
 from .._client import Sandburg
-from .._errors import SandburgError
 from .._snapshots import Snapshot, SnapshotDiff
+from .common import delete_each, print_json
 from .net import UsageError
 
 __all__ = ["add_parsers", "diff_lines", "format_snapshots", "run", "snapshot_json"]
@@ -122,17 +120,13 @@ def diff_lines(diff: SnapshotDiff) -> list[str]:
     return [f"{status} {path}" for path, status in sorted(tagged)]
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
 # -------------------------------------------------------------------------------------------- commands
 
 
 def _create(args: argparse.Namespace, sb: Sandburg) -> int:
     snap = sb.get(args.sandbox).snapshot(args.name, memory=args.memory)
     if args.json:
-        _print_json(snapshot_json(snap))
+        print_json(snapshot_json(snap))
     else:
         took = f" (capture {round(snap.capture_ms)} ms)" if snap.capture_ms is not None else ""
         print(f"snapshot {snap.name} of {args.sandbox}{took}")
@@ -146,7 +140,7 @@ def _fork(args: argparse.Namespace, sb: Sandburg) -> int:
     count = args.count or len(names) or 1
     boxes = sb.snapshots.fork(args.name, count, names=names or None, isolation=args.isolation)
     if args.json:
-        _print_json([b.raw for b in boxes])
+        print_json([b.raw for b in boxes])
     else:
         from .main import format_table
 
@@ -160,7 +154,7 @@ def _diff(args: argparse.Namespace, sb: Sandburg) -> int:
     snap = sb.snapshots.get(args.name)
     diff = snap.diff(args.other, sandbox=args.sandbox)
     if args.json:
-        _print_json(dataclasses.asdict(diff))
+        print_json(dataclasses.asdict(diff))
     else:
         for line in diff_lines(diff):
             print(line)
@@ -168,15 +162,7 @@ def _diff(args: argparse.Namespace, sb: Sandburg) -> int:
 
 
 def _rm(sb: Sandburg, names: list[str]) -> int:
-    status = 0
-    for name in names:
-        try:
-            sb.snapshots.delete(name)
-            print(name)
-        except SandburgError as exc:  # keep going: delete what can be deleted, as `sandburg rm` does
-            print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
-            status = 1
-    return status
+    return delete_each(names, sb.snapshots.delete)
 
 
 def run(args: argparse.Namespace, sb: Sandburg, now: datetime | None = None) -> int:
@@ -188,7 +174,7 @@ def run(args: argparse.Namespace, sb: Sandburg, now: datetime | None = None) -> 
     if act == "ls":
         snaps = sb.snapshots.list(sandbox=args.sandbox)
         if args.json:
-            _print_json([snapshot_json(s) for s in snaps])
+            print_json([snapshot_json(s) for s in snaps])
         else:
             print(format_snapshots(snaps, now))
         return 0
@@ -203,5 +189,5 @@ def run(args: argparse.Namespace, sb: Sandburg, now: datetime | None = None) -> 
         return _diff(args, sb)
     if act == "rm":
         return _rm(sb, args.names)
-    _print_json(snapshot_json(sb.snapshots.get(args.name)))
+    print_json(snapshot_json(sb.snapshots.get(args.name)))
     return 0

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 from datetime import datetime
 from typing import Any
 
 from .._client import Sandburg
-from .._errors import SandburgError
 from .._sizes import parse_size_mib
 from .._volumes import VolumeInfo
+from .common import delete_each, print_json
 
 __all__ = ["add_parsers", "format_volumes", "mount_arg", "run", "volume_json"]
 
@@ -82,35 +80,23 @@ def format_volumes(items: list[VolumeInfo], now: datetime | None = None) -> str:
     return format_table(_HEADERS, rows)
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
 def run(args: argparse.Namespace, sb: Sandburg, now: datetime | None = None) -> int:
     """Run ``sandburg volume ACTION``; SDK errors propagate (main prints them)."""
     act = args.volume_action
     if act == "create":
         info = sb.volumes.create(args.name, None if args.size is None else f"{args.size}MiB")
         if args.json:
-            _print_json(volume_json(info))
+            print_json(volume_json(info))
         else:
             print(info.id)
     elif act == "ls":
         items = sb.volumes.list()
         if args.json:
-            _print_json([volume_json(v) for v in items])
+            print_json([volume_json(v) for v in items])
         else:
             print(format_volumes(items, now))
     elif act == "inspect":
-        _print_json(volume_json(sb.volumes.get(args.name)))
+        print_json(volume_json(sb.volumes.get(args.name)))
     else:
-        status = 0
-        for name in args.names:
-            try:
-                sb.volumes.delete(name)
-                print(name)
-            except SandburgError as exc:  # keep going, as `sandburg rm` does
-                print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
-                status = 1
-        return status
+        return delete_each(args.names, sb.volumes.delete)
     return 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from . import crash
@@ -49,32 +51,44 @@ class MemoryKeys:
         return [self.root, self.run, self.image]
 
 
+@contextmanager
+def _image_layer(node: Node, sid: str, key: str) -> Iterator[str]:
+    """A writable subvolume for `runsc checkpoint` to write into; committed as the layer `key`, with the token the
+    restored agent will expect, when the block succeeds; discarded when it fails."""
+    layers = node.images.layers
+    token = node.agent_endpoint(sid).token
+    tmp = layers.begin(key, None)
+    try:
+        yield tmp
+        fd = os.open(os.path.join(tmp, AGENT_TOKEN_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        layers.commit(tmp, key)
+    except BaseException:
+        if os.path.lexists(tmp):
+            layers.discard(tmp)
+        raise
+
+
 def capture(node: Node, sid: str, keys: MemoryKeys) -> None:
     """Checkpoint the running gVisor sandbox `sid` into the layers `keys`; it keeps running. Raises
     RuntimeError_ with the layers removed; the sandbox may then be dead (check node.is_running)."""
     rt = node.runtimes[GVISOR]
     layers = node.images.layers
-    token = node.agent_endpoint(sid).token
-    tmp = layers.begin(keys.image, None)
     try:
-        rt.pause(sid)  # nothing runs between the memory image and the disk snapshots
-        try:
-            crash.point("snapshot.frozen")
-            rt.checkpoint(sid, tmp, leave_running=True)
-            layers.snapshot_into(node.root_path(sid), keys.root)
-            layers.snapshot_into(node.run_path(sid), keys.run)
-        finally:
+        with _image_layer(node, sid, keys.image) as tmp:
+            rt.pause(sid)  # nothing runs between the memory image and the disk snapshots
             try:
-                rt.resume(sid)
-            except RuntimeError_:
-                pass  # a failed checkpoint took the sandbox down: the caller finds it not running
-        fd = os.open(os.path.join(tmp, AGENT_TOKEN_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-        layers.commit(tmp, keys.image)
+                crash.point("snapshot.frozen")
+                rt.checkpoint(sid, tmp, leave_running=True)
+                layers.snapshot_into(node.root_path(sid), keys.root)
+                layers.snapshot_into(node.run_path(sid), keys.run)
+            finally:
+                try:
+                    rt.resume(sid)
+                except RuntimeError_:
+                    pass  # a failed checkpoint took the sandbox down: the caller finds it not running
     except BaseException:
-        if os.path.lexists(tmp):
-            layers.discard(tmp)
         for key in keys.all():
             layers.remove(key)
         raise
@@ -103,17 +117,6 @@ def suspend(node: Node, sid: str, key: str) -> None:
     """Pause a running gVisor sandbox to disk: checkpoint its processes into the layer `key`, then release its
     runtime resources (memory, cgroup, netns). Its root and run dir stay as they are, which is what the image
     expects at resume: nothing can change them while it is paused (the toolbox refuses a sandbox not started)."""
-    layers = node.images.layers
-    token = node.agent_endpoint(sid).token
-    tmp = layers.begin(key, None)
-    try:
+    with _image_layer(node, sid, key) as tmp:
         node.runtimes[GVISOR].checkpoint(sid, tmp, leave_running=False)  # the sandbox exits when it is saved
-        fd = os.open(os.path.join(tmp, AGENT_TOKEN_FILE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(token)
-        layers.commit(tmp, key)
-    except BaseException:
-        if os.path.lexists(tmp):
-            layers.discard(tmp)
-        raise
     node.stop(sid, GVISOR)

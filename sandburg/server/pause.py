@@ -52,13 +52,7 @@ def pause(svc: SandboxService, org_id: str, id_or_name: str) -> Sandbox:
                 raise ApiError(ErrorCode.RUNTIME_ERROR, f"pause failed: {exc}") from exc
             svc._release(sid)  # toolbox calls are refused, not left waiting on a frozen agent
             return svc._set_state(sid, "paused")
-        held = asyncio.run(open_deleted(svc.node.agent_endpoint(sid)))
-        if held:
-            raise ApiError(
-                ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
-                "gVisor cannot checkpoint files that are deleted but still open on the sandbox's disk; close them "
-                f"(or keep such files under /tmp or /dev/shm) and pause again: {'; '.join(held[:5])}",
-            )
+        refuse_open_deleted(svc.node.agent_endpoint(sid))
         key = uuid.uuid4().hex
         _set_extra(svc, sid, key)  # first: garbage collection keeps the layer from the moment it exists
         svc._set_state(sid, "pausing")
@@ -117,6 +111,18 @@ def _set_extra(svc: SandboxService, sid: str, key: str | None) -> None:
         extra = {k: v for k, v in (r.extra or {}).items() if k != PAUSED_IMAGE}
         r.extra = {**extra, PAUSED_IMAGE: key} if key else extra
         s.commit()
+
+
+def refuse_open_deleted(endpoint: Endpoint) -> None:
+    """Checkpoint precondition: gVisor cannot save a file deleted but still open on the disks the host serves, and
+    a failed checkpoint kills the sandbox. Raises MEMORY_SNAPSHOT_UNSUPPORTED naming such files."""
+    held = asyncio.run(open_deleted(endpoint))
+    if held:
+        raise ApiError(
+            ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
+            "gVisor cannot checkpoint files that are deleted but still open on the sandbox's disk; close them "
+            f"(or keep such files under /tmp or /dev/shm) and try again: {'; '.join(held[:5])}",
+        )
 
 
 async def open_deleted(endpoint: Endpoint) -> list[str]:

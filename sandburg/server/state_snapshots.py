@@ -13,7 +13,6 @@ row is garbage-collected at start-up, so a crash leaves the whole snapshot or no
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -33,7 +32,7 @@ from ..node.spec import CONTAINER, GVISOR
 from .buildplan import ImageConfig
 from .db import Image, Sandbox, SandboxVolume, utcnow
 from .errors import ApiError
-from .pause import open_deleted
+from .pause import refuse_open_deleted
 from .schemas import CreateSandbox, NetworkPolicyIn, VolumeMount
 
 if TYPE_CHECKING:
@@ -158,13 +157,7 @@ class StateSnapshots:
                 f"a memory snapshot captures running processes: sandbox is {box.state}; start it first",
                 state=box.state,
             )
-        held = asyncio.run(open_deleted(self.node.agent_endpoint(sid)))
-        if held:
-            raise ApiError(
-                ErrorCode.MEMORY_SNAPSHOT_UNSUPPORTED,
-                "gVisor cannot checkpoint files that are deleted but still open on the sandbox's disk; close them "
-                f"(or keep such files under /tmp or /dev/shm) and try again: {'; '.join(held[:5])}",
-            )
+        refuse_open_deleted(self.node.agent_endpoint(sid))
         keys = MemoryKeys.new()
         try:
             memsnap.capture(self.node, sid, keys)
