@@ -214,17 +214,7 @@ class StateSnapshots:
         except NodeError as exc:
             self.sandboxes._set_state(sid, "error", f"restore failed: {exc}"[:200])
             raise ApiError(ErrorCode.RUNTIME_ERROR, f"restore failed: {exc}") from exc
-        with self.sessions() as s:
-            r = s.get(Sandbox, sid)
-            assert r is not None
-            snap_id = next(
-                (i.id for i in s.scalars(select(Image).where(Image.layer == LAYER_REF + key))), None
-            )
-            r.extra = {k: v for k, v in extra.items() if k not in ("restoring", "restartAfterRestore")}
-            if snap_id:
-                r.extra["snapshot"] = snap_id
-            r.state = "stopped"
-            s.commit()
+        self._restored(sid, extra, key, state="stopped")
         if extra.get("restartAfterRestore"):
             return self.sandboxes.start_locked(sid)
         return self.sandboxes._set_state(sid, "stopped")
@@ -242,18 +232,25 @@ class StateSnapshots:
             self.node.stop(sid, box.isolation)
             self.sandboxes._set_state(sid, "error", f"restore failed: {exc}"[:200])
             raise ApiError(ErrorCode.RUNTIME_ERROR, f"restore failed: {exc}") from exc
+        self._restored(sid, extra, keys.root)
+        return self.sandboxes.mark_started(sid, pid)
+
+    def _restored(self, sid: str, extra: dict[str, Any], key: str, state: str | None = None) -> None:
+        """Drop the restore's intent and record the snapshot (of layer `key`) as the sandbox's parent, in one
+        commit with the new `state` if given."""
         with self.sessions() as s:
             r = s.get(Sandbox, sid)
             assert r is not None
             snap_id = next(
-                (i.id for i in s.scalars(select(Image).where(Image.layer == LAYER_REF + keys.root))), None
+                (i.id for i in s.scalars(select(Image).where(Image.layer == LAYER_REF + key))), None
             )
             drop = ("restoring", "restartAfterRestore", "restoringMemory")
             r.extra = {k: v for k, v in extra.items() if k not in drop}
             if snap_id:
                 r.extra["snapshot"] = snap_id
+            if state is not None:
+                r.state = state
             s.commit()
-        return self.sandboxes.mark_started(sid, pid)
 
     def recover(self) -> None:
         """At start-up: finish the restores a crash interrupted."""
