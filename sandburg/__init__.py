@@ -80,12 +80,17 @@ from ._errors import (
     InvalidResourcesError,
     InvalidSecretError,
     InvalidVolumeError,
+    KeyNotFoundError,
+    LastAdminKeyError,
     MemorySnapshotUnsupportedError,
     NotFoundError,
     NotSupportedError,
+    OrganizationExistsError,
+    OrganizationNotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
     PidsLimitReachedError,
+    QuotaExceededError,
     RateLimitError,
     SandboxBusyError,
     SandboxNameConflictError,
@@ -139,10 +144,28 @@ from ._sessions import (
 )
 from ._sizes import parse_size_mib
 from ._snapshots import AsyncSnapshot, AsyncSnapshots, Snapshot, SnapshotDiff, Snapshots
+from ._tenants import (
+    ApiKeyInfo,
+    AsyncKeys,
+    AsyncOrganizations,
+    Keys,
+    OrganizationInfo,
+    Organizations,
+    Quota,
+    Usage,
+)
 from ._version import __version__ as __version__  # the package version, e.g. "0.1.0"
 from ._volumes import AsyncVolumes, VolumeInfo, Volumes
 
 __all__ = [
+    "ApiKeyInfo",
+    "AsyncKeys",
+    "AsyncOrganizations",
+    "Keys",
+    "OrganizationInfo",
+    "Organizations",
+    "Quota",
+    "Usage",
     "AsyncImages",
     "BuildStep",
     "ImageInfo",
@@ -256,6 +279,11 @@ __all__ = [
     "SecretError",
     "SecretInUseError",
     "InvalidVolumeError",
+    "KeyNotFoundError",
+    "LastAdminKeyError",
+    "OrganizationExistsError",
+    "OrganizationNotFoundError",
+    "QuotaExceededError",
     "VolumeError",
     "VolumeInUseError",
     "VolumeNameConflictError",

@@ -41,6 +41,7 @@ from ._models import (
 )
 from ._secrets import AsyncSecrets
 from ._snapshots import AsyncSnapshot, AsyncSnapshots, restore_request, snapshot_request
+from ._tenants import AsyncKeys, AsyncOrganizations
 from ._version import __version__
 from ._volumes import AsyncVolumes
 
@@ -237,6 +238,16 @@ class AsyncSandburg:
     def volumes(self) -> AsyncVolumes:
         """Persistent encrypted volumes: create, list, get, delete (docs/volumes.md)."""
         return AsyncVolumes(self)
+
+    @property
+    def keys(self) -> AsyncKeys:
+        """API keys: create (shown once), list, current, revoke (docs/tenants.md)."""
+        return AsyncKeys(self)
+
+    @property
+    def organizations(self) -> AsyncOrganizations:
+        """Organizations, their quotas and usage (docs/tenants.md)."""
+        return AsyncOrganizations(self)
 
     async def fork(
         self,

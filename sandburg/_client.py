@@ -40,6 +40,7 @@ from ._models import (
 from ._process import Command, ExecStream, LogStream, Process, Session
 from ._secrets import Secrets
 from ._snapshots import Snapshot, Snapshots, restore_request, snapshot_request
+from ._tenants import Keys, Organizations
 from ._version import __version__
 from ._volumes import Volumes
 
@@ -236,6 +237,16 @@ class Sandburg:
     def volumes(self) -> Volumes:
         """Persistent encrypted volumes: create, list, get, delete (docs/volumes.md)."""
         return Volumes(self)
+
+    @property
+    def keys(self) -> Keys:
+        """API keys: create (shown once), list, current, revoke (docs/tenants.md)."""
+        return Keys(self)
+
+    @property
+    def organizations(self) -> Organizations:
+        """Organizations, their quotas and usage (docs/tenants.md)."""
+        return Organizations(self)
 
     def fork(
         self,

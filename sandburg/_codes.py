@@ -83,6 +83,12 @@ class ErrorCode(StrEnum):
     VOLUME_IN_USE = "VOLUME_IN_USE"
     VOLUME_NAME_CONFLICT = "VOLUME_NAME_CONFLICT"
     INVALID_VOLUME = "INVALID_VOLUME"
+    # tenants (docs/tenants.md)
+    QUOTA_EXCEEDED = "QUOTA_EXCEEDED"
+    ORGANIZATION_NOT_FOUND = "ORGANIZATION_NOT_FOUND"
+    ORGANIZATION_EXISTS = "ORGANIZATION_EXISTS"
+    KEY_NOT_FOUND = "KEY_NOT_FOUND"
+    LAST_ADMIN_KEY = "LAST_ADMIN_KEY"
 
 
 STATUS: dict[ErrorCode, int] = {
@@ -145,6 +151,11 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.VOLUME_IN_USE: 409,
     ErrorCode.VOLUME_NAME_CONFLICT: 409,
     ErrorCode.INVALID_VOLUME: 422,
+    ErrorCode.QUOTA_EXCEEDED: 403,
+    ErrorCode.ORGANIZATION_NOT_FOUND: 404,
+    ErrorCode.ORGANIZATION_EXISTS: 409,
+    ErrorCode.KEY_NOT_FOUND: 404,
+    ErrorCode.LAST_ADMIN_KEY: 409,
 }
 
 # Codes raised by the in-sandbox toolbox: reported with source DAYTONA_DAEMON so Daytona's SDKs map them.

@@ -12,8 +12,9 @@ SandburgError
     │   └── InvalidPathError            INVALID_FILE_PATH, NOT_A_DIRECTORY, IS_A_DIRECTORY
     ├── AuthenticationError             401
     │   └── GitAuthFailedError          GIT_AUTH_FAILED: the git remote refused the credentials
-    ├── PermissionDeniedError           403
-    │   └── FileAccessDeniedError       FILE_ACCESS_DENIED
+    ├── PermissionDeniedError           403 FORBIDDEN: the key's role or scopes do not allow this
+    │   ├── FileAccessDeniedError       FILE_ACCESS_DENIED
+    │   └── QuotaExceededError          QUOTA_EXCEEDED: over an organization's quota; nothing was made
     ├── NotFoundError                   404
     │   ├── SandboxNotFoundError        SANDBOX_NOT_FOUND
     │   ├── ImageNotFoundError          IMAGE_NOT_FOUND
@@ -21,6 +22,8 @@ SandburgError
     │   ├── SessionNotFoundError        SESSION_NOT_FOUND, COMMAND_NOT_FOUND, PTY_NOT_FOUND
     │   ├── SecretNotFoundError         SECRET_NOT_FOUND
     │   ├── VolumeNotFoundError         VOLUME_NOT_FOUND
+    │   ├── OrganizationNotFoundError   ORGANIZATION_NOT_FOUND
+    │   ├── KeyNotFoundError            KEY_NOT_FOUND
     │   ├── GitRepoNotFoundError        GIT_REPO_NOT_FOUND
     │   └── GitBranchNotFoundError      GIT_BRANCH_NOT_FOUND
     ├── ExecTimeoutError                408 PROCESS_EXECUTION_TIMEOUT (also a builtin TimeoutError)
@@ -39,7 +42,9 @@ SandburgError
     │   ├── ImageNotReadyError          IMAGE_NOT_READY
     │   ├── SecretInUseError            SECRET_IN_USE: a sandbox still references the secret
     │   ├── VolumeInUseError            VOLUME_IN_USE: a sandbox still mounts the volume
-    │   └── VolumeNameConflictError     VOLUME_NAME_CONFLICT
+    │   ├── VolumeNameConflictError     VOLUME_NAME_CONFLICT
+    │   ├── OrganizationExistsError     ORGANIZATION_EXISTS
+    │   └── LastAdminKeyError           LAST_ADMIN_KEY: the organization's last admin key
     ├── GoneError                       410
     │   └── SessionEndedError           SESSION_ENDED, COMMAND_ALREADY_COMPLETED
     ├── PayloadTooLargeError            413
@@ -142,6 +147,11 @@ __all__ = [
     "VolumeInUseError",
     "VolumeNameConflictError",
     "VolumeNotFoundError",
+    "QuotaExceededError",
+    "OrganizationNotFoundError",
+    "OrganizationExistsError",
+    "KeyNotFoundError",
+    "LastAdminKeyError",
 ]
 
 
@@ -484,6 +494,27 @@ class InvalidVolumeError(UnprocessableError, VolumeError):
     ``/dev``, ``/.sandburg``) or subpath that cannot be used."""
 
 
+class QuotaExceededError(PermissionDeniedError):
+    """403: the request would pass one of the organization's quotas (sandboxes, vCPU, memory, disk,
+    snapshots); the message names it, what is in use and what was asked. Nothing was made."""
+
+
+class OrganizationNotFoundError(NotFoundError):
+    """404: no organization of this id or name (or it is not yours to see)."""
+
+
+class OrganizationExistsError(ConflictError):
+    """409: an organization of this name exists already."""
+
+
+class KeyNotFoundError(NotFoundError):
+    """404: no API key of this id in the organization."""
+
+
+class LastAdminKeyError(ConflictError):
+    """409: revoking this key would leave its organization without an admin key; make another first."""
+
+
 # The tables below come after every class they name.
 CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.BAD_REQUEST: BadRequestError,
@@ -545,6 +576,11 @@ CODE_ERRORS: Final[dict[str, type[APIError]]] = {
     ErrorCode.VOLUME_IN_USE: VolumeInUseError,
     ErrorCode.VOLUME_NAME_CONFLICT: VolumeNameConflictError,
     ErrorCode.INVALID_VOLUME: InvalidVolumeError,
+    ErrorCode.QUOTA_EXCEEDED: QuotaExceededError,
+    ErrorCode.ORGANIZATION_NOT_FOUND: OrganizationNotFoundError,
+    ErrorCode.ORGANIZATION_EXISTS: OrganizationExistsError,
+    ErrorCode.KEY_NOT_FOUND: KeyNotFoundError,
+    ErrorCode.LAST_ADMIN_KEY: LastAdminKeyError,
 }
 """Error class per stable ``code``; consulted before :data:`STATUS_ERRORS`."""
 

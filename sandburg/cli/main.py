@@ -26,6 +26,7 @@ from . import image as image_cli
 from . import net as net_cli
 from . import secret as secret_cli
 from . import snapshot as snapshot_cli
+from . import tenant as tenant_cli
 from . import up as up_cli
 from . import volume as volume_cli
 from .common import delete_each, print_error, print_json
@@ -261,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot_cli.add_parsers(sub)
     secret_cli.add_parsers(sub)
     volume_cli.add_parsers(sub)
+    tenant_cli.add_parsers(sub)
 
     p = sub.add_parser("info", help="show a sandbox")
     p.add_argument("sandbox", metavar="ID_OR_NAME")
@@ -353,6 +355,8 @@ def _run(args: argparse.Namespace, sb: Sandburg, now: datetime | None) -> int:
         return secret_cli.run(args, sb, now)
     elif cmd == "volume":
         return volume_cli.run(args, sb, now)
+    elif cmd in ("key", "org"):
+        return tenant_cli.run(args, sb, now)
     elif cmd == "shell":
         from . import shell
 

@@ -46,6 +46,7 @@ from .routers import (
     sessions,
     snapshots,
     state_snapshots,
+    tenants,
     toolbox_info,
     volumes,
 )
@@ -55,6 +56,7 @@ from .secretcrypto import MasterKeyError, load_master_key
 from .secretservice import SecretService
 from .secretstore import SqlSecretBackend
 from .state_snapshots import StateSnapshots
+from .tenants import TenantService
 from .volumes import VolumeService
 
 log = logging.getLogger("sandburg.server")
@@ -153,6 +155,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         states = StateSnapshots(svc, image_svc)
         states.recover()
         app.state.keys = KeyCache(sessions)
+        app.state.tenants = TenantService(sessions, app.state.keys)
         app.state.sandboxes = svc
         app.state.secrets = secret_svc
         app.state.volumes = volume_svc
@@ -197,7 +200,7 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
     for r in (
         health.router, sandbox_settings.router, sandbox.router, process.router, coderun.router, toolbox_info.router,
         sessions.router, pty.router, files.router, git.router, network.router, preview.router, images.router,
-        snapshots.router, state_snapshots.router, secrets.router, volumes.router, audit.router,
+        snapshots.router, state_snapshots.router, secrets.router, volumes.router, audit.router, tenants.router,
     ):  # fmt: skip
         app.include_router(r, prefix="/api")
     app.include_router(preview.proxy_router)  # /preview/<id>/<port>/...: token-authenticated, no API key

@@ -1,4 +1,5 @@
-"""API keys: generated once, shown once, stored as SHA-256 hashes; each belongs to one organization.
+"""API keys: generated once, shown once, stored as SHA-256 hashes; each belongs to one organization, with a role
+and optional scopes (access.py decides what they allow; docs/tenants.md).
 
 Keys are 32 random bytes, so a fast hash is as good as a slow one here (no dictionary to attack); lookups are
 cached in memory for a short time so that a toolbox call costs no database round trip.
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .._codes import ErrorCode
+from . import access
 from .db import ApiKey, Organization, utcnow
 from .errors import ApiError
 
@@ -31,6 +33,9 @@ DEFAULT_ORG = "default"
 class Principal:
     organization_id: str
     key_id: str
+    role: str = "admin"
+    scopes: frozenset[str] | None = None
+    operator: bool = False  # an admin key of the operator's organization: manages the other organizations
 
 
 def hash_key(key: str) -> str:
@@ -56,13 +61,29 @@ class KeyCache:
             if hit and hit[0] > now:
                 return hit[1]
         with self.sessions() as s:
-            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None))).first()
-            principal = Principal(row.organization_id, row.id) if row else None
+            found = s.execute(
+                select(ApiKey, Organization.name)
+                .join(Organization, Organization.id == ApiKey.organization_id)
+                .where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None))
+            ).first()
+            principal = None
+            if found is not None:
+                row, org_name = found
+                principal = Principal(
+                    row.organization_id, row.id, row.role,
+                    frozenset(row.scopes) if row.scopes is not None else None,
+                    operator=row.role == "admin" and org_name == DEFAULT_ORG and row.scopes is None,
+                )  # fmt: skip
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[h] = (now + self.ttl, principal)
         return principal
+
+    def invalidate(self) -> None:
+        """Forget every cached answer: a revoked key stops working at once, not after the cache's ttl."""
+        with self._lock:
+            self._cache.clear()
 
 
 def authenticate(request: Request) -> Principal:
@@ -75,6 +96,7 @@ def authenticate(request: Request) -> Principal:
     principal = cache.lookup(key.strip())
     if principal is None:
         raise ApiError(ErrorCode.UNAUTHORIZED, "invalid or revoked API key")
+    access.check(principal.role, principal.scopes, request.method, request.url.path)
     return principal
 
 
@@ -101,7 +123,7 @@ def bootstrap(sessions: sessionmaker[Session], credentials_path: str, api_url: s
         s.add(
             ApiKey(
                 id=str(uuid.uuid4()), organization_id=org.id, name="local admin", prefix=key[:10],
-                key_hash=hash_key(key), created_at=utcnow(),
+                key_hash=hash_key(key), role="admin", scopes=None, created_at=utcnow(),
             )
         )  # fmt: skip
         s.commit()

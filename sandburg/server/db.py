@@ -35,6 +35,12 @@ class Organization(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # quotas (quotas.py): None = no limit
+    max_sandboxes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_cpu: Mapped[int | None] = mapped_column(Integer, nullable=True)  # vCPU of sandboxes not stopped
+    max_memory_mib: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the same, memory
+    max_disk_mib: Mapped[int | None] = mapped_column(Integer, nullable=True)  # every sandbox's disk
+    max_snapshots: Mapped[int | None] = mapped_column(Integer, nullable=True)  # images, templates, snapshots
 
 
 class ApiKey(Base):
@@ -46,6 +52,9 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))  # shown in listings; the key itself is only stored hashed
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), default="admin")  # access.py: admin | member | read-only
+    scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None: every area of the role
+    created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the key that made it
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 

@@ -31,7 +31,7 @@ from ..node import ociimage
 from ..node.errors import ImageError, ImagePullError, NodeError, UnsafeImageError
 from ..node.images import LAYER_REF, finish_rootfs
 from ..node.node import Node
-from . import compat
+from . import compat, quotas
 from .builder import Builder, BuildFailed, BuildRequest
 from .buildplan import ImageConfig, Plan, base_key, resolve
 from .db import Image, Sandbox, utcnow
@@ -332,7 +332,7 @@ class ImageService:
     def _claim(self, org_id: str, name: str, kind: str, source: dict[str, Any]) -> Image:
         """Insert the row, or take over the existing one of that name (a rebuild), as `building`."""
         now = utcnow()
-        with self.sessions() as s:
+        with quotas.guard(), self.sessions() as s:
             row = s.scalars(select(Image).where(Image.organization_id == org_id, Image.name == name)).first()
             if row is not None:
                 if row.state == "building":
@@ -344,6 +344,7 @@ class ImageService:
                     )
                 row.state, row.error_reason, row.source, row.updated_at = "building", None, source, now
             else:
+                quotas.require(s, org_id, quotas.Amounts(snapshots=1))  # a rebuild takes no new slot
                 row = Image(
                     id=str(uuid.uuid4()), organization_id=org_id, name=name, kind=kind, state="building", source=source,
                     layer=None, layers=[], config={}, created_at=now, updated_at=now,

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..node import sessions as node_sessions
-from . import archive, pause
+from . import access, archive, pause
 from .builder import BUILD_LABEL
 from .db import Sandbox
 from .errors import ApiError
@@ -169,7 +169,10 @@ async def _wake(scope: Scope, key: str) -> None:
     headers = dict(scope.get("headers") or [])
     scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
     principal = state.keys.lookup(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
-    if principal is not None:  # else the route answers 401
+    if principal is not None and access.allows(  # else the route answers 401 or 403
+        principal.role, principal.scopes, access.area_of(scope["path"]) or "toolbox",
+        access.is_write(scope.get("method", "POST"), scope["path"]),
+    ):  # fmt: skip
         try:
             await to_thread.run_sync(svc.wake, principal.organization_id, key)
         except Exception:  # the route answers SANDBOX_NOT_RUNNING

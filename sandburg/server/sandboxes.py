@@ -30,7 +30,7 @@ from ..node.monitor import ExitMonitor
 from ..node.netpolicy import Policy
 from ..node.node import Node
 from ..node.spec import SandboxSpec
-from . import archive, compat, pause
+from . import archive, compat, pause, quotas
 from .config import Settings
 from .db import Sandbox, SandboxVolume, utcnow
 from .errors import ApiError
@@ -291,10 +291,19 @@ class SandboxService(NetworkOps, BuildOps):
             if row.state == "paused":
                 return pause.resume_locked(self, row)
             if row.state == "archived":
+                self._require_quota_to_run(row)
                 return archive.unarchive_locked(self, row)
             if row.state not in ("stopped", "error"):
                 raise ApiError(ErrorCode.SANDBOX_BUSY, f"sandbox is {row.state}")
+            with quotas.guard():  # checked and marked `starting` (now counted) as one step
+                self._require_quota_to_run(row)
+                self._set_state(sid, "starting")
             return self.start_locked(sid)
+
+    def _require_quota_to_run(self, row: Sandbox) -> None:
+        """A stopped sandbox holds no vCPU or memory (quotas.py): starting it needs them within the quota."""
+        with quotas.guard(), self.sessions() as s:
+            quotas.require(s, row.organization_id, quotas.Amounts(cpu=row.cpu, memory_mib=row.memory_mib), row.id)
 
     def start_locked(self, sid: str) -> Sandbox:
         """Start a stopped sandbox; the caller holds its lock."""
@@ -523,7 +532,8 @@ class SandboxService(NetworkOps, BuildOps):
         secrets: dict[str, str] | None = None, mounts: builtins.list[SandboxVolume] | None = None,
     ) -> Sandbox:  # fmt: skip
         for _attempt in range(5):
-            with self.sessions() as s:
+            with quotas.guard(), self.sessions() as s:  # the quota check and the insert, as one step
+                quotas.require(s, org_id, quotas.Amounts(1, cpu, memory_mib, disk_mib))
                 if s.scalars(
                     select(Sandbox.id).where(Sandbox.organization_id == org_id, Sandbox.name == name)
                 ).first():

@@ -29,6 +29,7 @@ from ..node.errors import NodeError
 from ..node.images import LAYER_REF
 from ..node.memsnap import MemoryKeys
 from ..node.spec import CONTAINER, GVISOR
+from . import quotas
 from .buildplan import ImageConfig
 from .db import Image, Sandbox, SandboxVolume, utcnow
 from .errors import ApiError
@@ -89,6 +90,8 @@ class StateSnapshots:
                 )
         if self.images.find(org_id, name) is not None:
             raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken in this organization")
+        with self.sessions() as s:  # before anything is captured; checked again at the insert
+            quotas.require(s, org_id, quotas.Amounts(snapshots=1))
         sid = box.id
         key = uuid.uuid4().hex
         with self.sandboxes._lock(sid):
@@ -121,12 +124,15 @@ class StateSnapshots:
                 config=ImageConfig(env=dict(box.env or {})).to_json(), created_at=now, updated_at=now,
             )  # fmt: skip
             try:
-                with self.sessions() as s:
+                with quotas.guard(), self.sessions() as s:
+                    quotas.require(s, org_id, quotas.Amounts(snapshots=1))
                     s.add(row)
                     s.commit()
-            except IntegrityError as exc:
+            except (IntegrityError, ApiError) as exc:
                 for k in keys.all() if keys else [key]:
                     self.node.images.layers.remove(k)
+                if isinstance(exc, ApiError):
+                    raise
                 raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken") from exc
             self._set_parent(sid, row.id)
             return row
@@ -276,6 +282,11 @@ class StateSnapshots:
             raise ApiError(ErrorCode.VALIDATION_ERROR, "names: one name per fork")
         snap = self.get(org_id, snapshot)
         src = snap.source or {}
+        with self.sessions() as s:  # all of them within the quota, or none started (each create checks again)
+            quotas.require(s, org_id, quotas.Amounts(
+                count, count * int(src.get("cpu") or 0), count * int(src.get("memoryMiB") or 0),
+                count * int(src.get("diskMiB") or 0),
+            ))  # fmt: skip
         base = (src.get("sandbox") or {}).get("name") or snap.name
         tag = uuid.uuid4().hex[:6]
         reqs = []

@@ -33,7 +33,8 @@ AREAS = {
     "runner": "this is Daytona's runner/region control plane, which sandburg does not need: not planned",
     "secrets": "secrets come with the secrets issue",
     "snapshots": "backups, fork trees (parent, ancestors, forks) and memory snapshots come with a later issue",
-    "tenants": "organizations, users, API keys, audit and webhooks come with the tenants and audit issue",
+    "tenants": "Daytona's users, invitations, custom roles and webhooks are not planned; API keys are served at "
+    "/api/keys in sandburg's shape, organizations at /api/organizations (docs/tenants.md)",
     "terminals": "terminals that outlive their WebSocket (POST /process/pty, /connect) come with a later issue",
     "toolbox-env": "changing the toolbox's environment at run time comes with a later issue",
     "warmpools": "warm pools come with a later issue",
@@ -59,8 +60,6 @@ GET    /jobs/poll  runner
 GET    /jobs/{jobId}  runner
 POST   /jobs/{jobId}/status  runner
 GET    /object-storage/push-access  images
-GET    /organizations  tenants
-POST   /organizations  tenants
 GET    /organizations/invitations  tenants
 GET    /organizations/invitations/count  tenants
 POST   /organizations/invitations/{invitationId}/accept  tenants
@@ -68,7 +67,6 @@ POST   /organizations/invitations/{invitationId}/decline  tenants
 GET    /organizations/otel-config/by-sandbox-auth-token/{authToken}  tenants
 GET    /organizations/sandbox-identity/by-sandbox-auth-token/{authToken}  tenants
 DELETE /organizations/{organizationId}  tenants
-GET    /organizations/{organizationId}  tenants
 GET    /organizations/{organizationId}/available-sandbox-classes  tenants
 PATCH  /organizations/{organizationId}/default-queue-timeout  tenants
 PATCH  /organizations/{organizationId}/default-region  tenants
@@ -94,7 +92,6 @@ GET    /organizations/{organizationId}/roles  tenants
 POST   /organizations/{organizationId}/roles  tenants
 DELETE /organizations/{organizationId}/roles/{roleId}  tenants
 PUT    /organizations/{organizationId}/roles/{roleId}  tenants
-GET    /organizations/{organizationId}/usage  tenants
 GET    /organizations/{organizationId}/users  tenants
 DELETE /organizations/{organizationId}/users/{userId}  tenants
 POST   /organizations/{organizationId}/users/{userId}/access  tenants

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import WebSocket, WebSocketDisconnect
 
 from .._codes import ErrorCode
+from . import access
 from .auth import KeyCache, Principal
 from .errors import ApiError, error_response
 from .sandboxes import SandboxService
@@ -23,8 +24,11 @@ async def deny(ws: WebSocket, exc: ApiError) -> None:
     await ws.send_denial_response(error_response(exc.code, exc.message))
 
 
-async def open_toolbox(ws: WebSocket, sandbox_id: str) -> tuple[Principal, SandboxService] | None:
-    """Authenticate the handshake and check the sandbox runs; on failure answer the error and return None."""
+async def open_toolbox(
+    ws: WebSocket, sandbox_id: str, write: bool = True
+) -> tuple[Principal, SandboxService] | None:
+    """Authenticate the handshake, check the key may use the toolbox (`write`: run something, not only read logs)
+    and that the sandbox runs; on failure answer the error and return None."""
     header = ws.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     keys: KeyCache = ws.app.state.keys
@@ -34,6 +38,7 @@ async def open_toolbox(ws: WebSocket, sandbox_id: str) -> tuple[Principal, Sandb
         return None
     svc: SandboxService = ws.app.state.sandboxes
     try:
+        access.check(principal.role, principal.scopes, "POST" if write else "GET", ws.url.path)
         svc.require_running(principal.organization_id, sandbox_id)
     except ApiError as exc:
         await deny(ws, exc)

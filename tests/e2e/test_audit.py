@@ -5,7 +5,6 @@ and that nothing inside a sandbox can write or reach the log."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,6 +23,7 @@ import pytest
 from sandburg import AuditRecord, FileNotFoundInSandboxError, Sandbox, Sandburg
 from tests._support.private import private_server
 from tests._support.server import ServerProcess
+from tests._support.tenants import new_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -250,14 +250,7 @@ def put_back(srv: ServerProcess, rows: list[Row]) -> None:
 
 def test_a_key_sees_only_its_organizations_records(own_server: ServerProcess) -> None:
     srv = own_server
-    org, key = str(uuid.uuid4()), "sb_" + uuid.uuid4().hex
-    with db(srv) as con:  # a second organization and its key (tenants and key management are another issue)
-        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        con.execute("INSERT INTO organizations VALUES (?, ?, ?)", (org, "other-" + org[:8], now))
-        con.execute(
-            "INSERT INTO api_keys (id, organization_id, name, prefix, key_hash, created_at) VALUES (?,?,?,?,?,?)",
-            (str(uuid.uuid4()), org, "other", key[:10], hashlib.sha256(key.encode()).hexdigest(), now),
-        )
+    key, org, _ = new_tenant(srv)  # a second organization and its key, made by the operator
     with (
         Sandburg(api_url=srv.api_url, api_key=srv.api_key) as mine,
         Sandburg(api_url=srv.api_url, api_key=key) as other,

@@ -117,11 +117,9 @@ def test_pty_daytona_handshake_resize_ctrl_c_and_exit(server, http, box):
             ]
             == 120
         )
-        conn.send(b"stty size\n")
-        screen += read_until(conn, b"40 120")
+        screen += type_until(conn, b"stty size\n", b"40 120")
         conn.send(json.dumps({"type": "resize", "cols": 70, "rows": 10}))  # in band (sandburg)
-        conn.send(b"stty size\n")
-        read_until(conn, b"10 70")
+        type_until(conn, b"stty size\n", b"10 70")
         conn.send(b"sleep 300\n")
         time.sleep(0.5)
         conn.send(b"\x03")  # Ctrl-C reaches the foreground process through the terminal
@@ -143,6 +141,26 @@ def test_pty_client_that_disappears_leaves_nothing(server, box):
     while "313131" in box.process.exec("ps -eo args").stdout:
         assert time.monotonic() < deadline, "the terminal's processes outlived their client"
         time.sleep(0.2)
+
+
+def type_until(conn, keys: bytes, marker: bytes, tries: int = 5, wait: float = 3) -> bytes:
+    """Type `keys` until `marker` shows up: on gVisor, keys that arrive while readline handles the SIGWINCH of a
+    resize (it switches the terminal out of raw mode and back) can be dropped by the Sentry's line discipline,
+    as in a real terminal where a resize races typing. A dropped line is typed again; output is never faked."""
+    buf = b""
+    for _ in range(tries):
+        conn.send(keys)
+        deadline = time.monotonic() + wait
+        while marker not in buf and (left := deadline - time.monotonic()) > 0:
+            try:
+                frame = conn.recv(timeout=left)
+            except TimeoutError:
+                break
+            if isinstance(frame, bytes):
+                buf += frame
+        if marker in buf:
+            return buf
+    raise AssertionError(f"{marker!r} never came after {tries} tries: {buf[-300:]!r}")
 
 
 def read_until(conn, marker: bytes, timeout: float = 15) -> bytes:

@@ -4,14 +4,12 @@ so that a new route is covered the day it is exported."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from websockets.sync.client import connect
 
 from sandburg import Sandbox, Sandburg
 from tests._support.server import ServerProcess
+from tests._support.tenants import new_tenant, revoke
 from tests.e2e.test_bad_input import assert_error
 
 SPEC = json.loads((Path(__file__).parents[2] / "docs" / "openapi.json").read_text())
@@ -159,19 +158,10 @@ def _db(server: ServerProcess) -> sqlite3.Connection:
 
 @pytest.fixture(scope="module")
 def other_key(server: ServerProcess) -> Iterator[tuple[str, str]]:
-    """A second organization and its key, inserted the way tests/e2e/test_audit.py does (key management is
-    another issue); revoked afterwards."""
-    org, key, key_id = str(uuid.uuid4()), "sb_" + uuid.uuid4().hex, str(uuid.uuid4())
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    with _db(server) as con:
-        con.execute("INSERT INTO organizations VALUES (?, ?, ?)", (org, "other-" + org[:8], now))
-        con.execute(
-            "INSERT INTO api_keys (id, organization_id, name, prefix, key_hash, created_at) VALUES (?,?,?,?,?,?)",
-            (key_id, org, "other", key[:10], hashlib.sha256(key.encode()).hexdigest(), now),
-        )
+    """A second organization and its key, made by the operator through the API; revoked afterwards."""
+    key, org, key_id = new_tenant(server)
     yield key, org
-    with _db(server) as con:
-        con.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, key_id))
+    revoke(server, key_id)
 
 
 def test_another_tenant_gets_404_for_everything(

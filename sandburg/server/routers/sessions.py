@@ -192,7 +192,7 @@ async def follow_logs(
     """Replay the log from `offset`, then follow it live until the command ends (close 1000).
 
     Frames carry Daytona's markers: b"\\x01\\x01\\x01" + stdout bytes, b"\\x02\\x02\\x02" + stderr bytes."""
-    opened = await open_toolbox(ws, sandbox_id)
+    opened = await open_toolbox(ws, sandbox_id, write=False)
     if opened is None:
         return
     who, svc = opened

@@ -104,7 +104,7 @@ async def entrypoint_logs(sandbox_id: str, request: Request, who: Auth) -> Comma
 
 @router.websocket("/process/session/entrypoint/logs")
 async def follow_entrypoint_logs(ws: WebSocket, sandbox_id: str) -> None:
-    if await open_toolbox(ws, sandbox_id) is None:
+    if await open_toolbox(ws, sandbox_id, write=False) is None:
         return
     await ws.accept()
     await ws.close(code=1000)
