@@ -303,7 +303,9 @@ class SandboxService(NetworkOps, BuildOps):
     def _require_quota_to_run(self, row: Sandbox) -> None:
         """A stopped sandbox holds no vCPU or memory (quotas.py): starting it needs them within the quota."""
         with quotas.guard(), self.sessions() as s:
-            quotas.require(s, row.organization_id, quotas.Amounts(cpu=row.cpu, memory_mib=row.memory_mib), row.id)
+            quotas.require(
+                s, row.organization_id, quotas.Amounts(cpu=row.cpu, memory_mib=row.memory_mib), row.id
+            )
 
     def start_locked(self, sid: str) -> Sandbox:
         """Start a stopped sandbox; the caller holds its lock."""
