@@ -184,6 +184,7 @@ def test_another_tenant_gets_404_for_everything(
         vol = mine.post("volumes", json={"name": f"sec-vol-{uuid.uuid4().hex[:6]}"})
         assert vol.status_code in (200, 201), vol.text
         volume_id = vol.json()["id"]
+        me = mine.get("keys/current").json()
         targets: list[tuple[str, str, dict[str, Any] | None]] = [
             ("GET", f"sandbox/{box.id}", None),
             ("GET", f"sandbox/{box.name}", None),
@@ -200,6 +201,13 @@ def test_another_tenant_gets_404_for_everything(
             ("DELETE", f"secrets/{name}", None),
             ("GET", f"volumes/{volume_id}", None),
             ("DELETE", f"volumes/{volume_id}", None),
+            ("GET", f"images/{snap}", None),  # an organization's images, whatever made them
+            ("GET", f"snapshots/{snap}", None),  # Daytona's name for them
+            ("DELETE", f"images/{snap}", None),
+            ("GET", f"keys/{me['id']}", None),
+            ("DELETE", f"keys/{me['id']}", None),
+            ("GET", f"organizations/{me['organizationId']}", None),
+            ("GET", f"organizations/{me['organizationId']}/usage", None),
         ]
         for method, url, body in targets:
             # positive control: the owner reaches each (reads only, so the object stays for the other tenant)
