@@ -23,14 +23,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .._codes import ErrorCode
-from ..node import crash, memsnap, statesnap
+from ..node import crash, memsnap
 from ..node.errors import ImageNotFound, NodeError
 from ..node.memsnap import MemoryKeys
 from ..node.monitor import ExitMonitor
 from ..node.netpolicy import Policy
 from ..node.node import Node
 from ..node.spec import SandboxSpec
-from . import archive, compat, pause, quotas
+from . import archive, compat, pause, quotas, reconcile
 from .config import Settings
 from .db import Sandbox, SandboxVolume, utcnow
 from .errors import ApiError
@@ -411,81 +411,8 @@ class SandboxService(NetworkOps, BuildOps):
 
     # -- restart safety --------------------------------------------------------------------------------------
     def reconcile(self) -> None:
-        """Bring the host in line with the store after a (re)start; see docs/node-runtime.md."""
-        with self.sessions() as s:
-            rows = list(s.scalars(select(Sandbox)))
-        for row in rows:
-            try:
-                if (
-                    self.net
-                    and row.ip
-                    and row.state not in ("creating", "destroying", "pending_build", "build_failed")
-                ):
-                    # the rules survive a server restart; re-applying them keeps them in step with the store
-                    policy = Policy.from_json(row.network)
-                    self.net.apply(
-                        row.id, row.organization_id, row.ip, policy, policy
-                    )  # keeps learned addresses
-                self._reconcile_one(row)
-            except NodeError as exc:
-                log.error("reconcile %s failed: %s", row.id, exc)
-                self._set_state(row.id, "error", f"reconcile failed: {exc}"[:200])
-        with self.sessions() as s:
-            keep = set(s.scalars(select(Sandbox.id)))
-        removed = self.node.collect(keep)
-        if removed:
-            log.warning("removed %d orphaned sandbox(es) from the host: %s", len(removed), ", ".join(removed))
-
-    def _reconcile_one(self, row: Sandbox) -> None:
-        sid = row.id
-        root = self.node.root_path(sid)
-        if row.state not in ("creating", "destroying") and self.node.store.is_subvolume(root):
-            # the size limit lives in the store's quota tree: re-apply it (a store switched to simple quotas,
-            # or restored from a backup, has none)
-            self.node.store.limit(root, row.disk_mib * 1024 * 1024)
-        if row.state == "pending_build":
-            self._set_state(sid, "build_failed", "the image build was interrupted by a server restart")
-            return
-        if row.state in ("stopped", "archived") and (row.extra or {}).get(archive.ARCHIVED_LAYER):
-            row = archive.reconcile_one(self, row)
-            if row.state == "archived":
-                return
-        if row.state in ("creating", "destroying"):
-            # creating: nobody was told it exists — roll back; destroying: finish what was asked
-            self.node.delete(sid, row.isolation, row.ip)
-            with self.sessions() as s:
-                s.delete(s.get(Sandbox, sid))
-                s.commit()
-            return
-        if row.state == "pausing":  # a crash during a pause: paused if the checkpoint is whole, else started
-            key = str((row.extra or {}).get(pause.PAUSED_IMAGE) or "")
-            if key and self.node.images.layers.exists(key):
-                self.node.stop(sid, row.isolation)
-                self._set_state(sid, "paused")
-                return
-            pause.drop(self, row)
-            row.state = "started"
-        if row.state in ("started", "starting") and statesnap.thaw(self.node, sid, row.isolation):
-            log.warning("sandbox %s was left frozen by an interrupted snapshot: resumed", sid)
-        running, pid = self.node.is_running(sid, row.isolation)
-        if row.state in ("started", "starting"):
-            if running:
-                self.node.agent_ready(sid)
-                self._set_state(sid, "started")
-                self.live[sid] = Live(row.organization_id, row.isolation, dict(row.secrets or {}))
-                self.monitor.watch(sid, pid)
-            elif row.state == "starting":
-                self.node.stop(sid, row.isolation)
-                self._set_state(sid, "stopped")
-            else:
-                reason = self.node.death_reason(sid) or "exited"
-                self.node.stop(sid, row.isolation)
-                self._set_state(sid, "error", reason)
-        elif row.state in ("stopping", "stopped", "error"):
-            if running or row.state == "stopping":
-                self.node.stop(sid, row.isolation)
-            if row.state == "stopping":
-                self._set_state(sid, "stopped")
+        """Bring the host in line with the store after a (re)start (reconcile.py; docs/node-runtime.md)."""
+        reconcile.reconcile(self)
 
     # -- internals -------------------------------------------------------------------------------------------
     def _on_exit(self, sid: str, pid: int) -> None:
