@@ -8,8 +8,8 @@ own typing (``8000`` is an int, ``true`` a bool) applies and is then checked. No
 ``files`` sources are relative to the directory holding the YAML and must stay inside it (no absolute paths,
 no ``..`` or symlink escapes): a spec checked into a repository cannot copy the rest of the machine.
 ``packages`` (apt / pip / npm names, each checked against its ecosystem's name syntax, no options) become build
-steps; ``secrets`` names secrets of the organization (docs/secrets.md); ``volumes`` is parsed but kept raw:
-``sandburg up`` refuses it for now.
+steps; ``secrets`` names secrets of the organization (docs/secrets.md); ``volumes`` names persistent volumes to
+mount (docs/volumes.md), made by ``up`` when missing and never deleted by it.
 
 :meth:`Spec.digest` is what ``up`` compares with the ``sandburg.io/spec`` label to decide whether the running
 sandbox is up to date: a sha256 over the normalized spec (canonical JSON, so key order and formatting do not
@@ -31,16 +31,14 @@ import yaml
 
 from ._sizes import parse_size_mib
 
-__all__ = ["PENDING_FIELDS", "FileCopy", "Packages", "Spec", "SpecError", "load_spec"]
+__all__ = ["PENDING_FIELDS", "FileCopy", "Packages", "Spec", "SpecError", "VolumeUse", "load_spec"]
 
 NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_KEY_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PENDING_FIELDS: Final = {
-    "volumes": "the volumes issue",
-}
+PENDING_FIELDS: Final[dict[str, str]] = {}
 """Fields the parser accepts but ``sandburg up`` refuses for now, with the work item that will add them."""
 _FIELDS: Final = (
-    *"name image isolation resources packages env secrets files setup ports network".split(),
+    *"name image isolation resources packages env secrets files setup ports network volumes".split(),
     *PENDING_FIELDS,
 )
 # what each package manager accepts as one package (a name, optionally a version constraint), and nothing else:
@@ -65,6 +63,18 @@ class FileCopy:
 
     target: str
     source: str
+
+
+@dataclass(frozen=True)
+class VolumeUse:
+    """One ``volumes`` entry: mount the organization's volume ``name`` at ``mount``; ``size_mib`` is its size if
+    ``up`` has to create it (None: the server's default)."""
+
+    name: str
+    mount: str
+    read_only: bool = False
+    subpath: str | None = None
+    size_mib: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +104,9 @@ class Spec:
     network: str | dict[str, list[str]] | None = None
     secrets: dict[str, str] = field(default_factory=dict)
     """env name -> secret name (docs/secrets.md): ``[NAME]`` means ``{NAME: NAME}``."""
+    volumes: tuple[VolumeUse, ...] = ()
     pending: dict[str, Any] = field(default_factory=dict)
-    """``volumes`` as written (raw YAML value), when present."""
+    """Fields of PENDING_FIELDS as written (raw YAML values), when present."""
     lines: dict[str, int] = field(default_factory=dict, compare=False)
     """The line of each top-level key, for error messages."""
 
@@ -242,6 +253,8 @@ def _parse(r: _Reader, root: yaml.Node | None, base_dir: str) -> Spec:
         kw["ports"] = tuple(_port(r, n) for n in r.sequence(nodes["ports"], "ports"))
     if "network" in nodes:
         kw["network"] = _network(r, nodes["network"])
+    if "volumes" in nodes:
+        kw["volumes"] = _volumes(r, nodes["volumes"])
     kw["pending"] = {k: r.loader.construct_object(nodes[k], deep=True) for k in PENDING_FIELDS if k in nodes}
     return Spec(**kw)
 
@@ -355,3 +368,50 @@ def _network(r: _Reader, node: yaml.Node) -> str | dict[str, list[str]]:
             raise r.error(k, "network", f"unknown key {key!r} (known: allow, deny)")
         policy[key] = [r.string(n, f"network.{key}") for n in r.sequence(v, f"network.{key}")]
     return policy
+
+
+_VOLUME_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_VOLUME_KEYS: Final = ("name", "mount", "read_only", "subpath", "size")
+
+
+def _volumes(r: _Reader, node: yaml.Node) -> tuple[VolumeUse, ...]:
+    """A list of ``NAME:/path[:ro]`` strings or mappings ``{name, mount, read_only?, subpath?, size?}``."""
+    out: list[VolumeUse] = []
+    for i, n in enumerate(r.sequence(node, "volumes")):
+        where = f"volumes[{i}]"
+        if isinstance(n, yaml.ScalarNode):
+            text = r.string(n, where)
+            name, _, rest = text.partition(":")
+            path, _, mode = rest.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise r.error(n, where, f"expected NAME:/path or NAME:/path:ro, got {text!r}")
+            use = VolumeUse(name=name, mount=path, read_only=mode == "ro")
+        else:
+            kw: dict[str, Any] = {}
+            for key, k, v in r.mapping(n, where):
+                if key not in _VOLUME_KEYS:
+                    raise r.error(k, where, f"unknown key {key!r} (known: {', '.join(_VOLUME_KEYS)})")
+                if key == "read_only":
+                    value = r.scalar(v)
+                    if not isinstance(value, bool):
+                        raise r.error(v, f"{where}.read_only", f"expected true or false, got {_show(value)}")
+                    kw["read_only"] = value
+                elif key == "size":
+                    try:
+                        kw["size_mib"] = parse_size_mib(r.scalar(v))
+                    except ValueError as exc:
+                        raise r.error(v, f"{where}.size", str(exc)) from None
+                else:
+                    kw[key] = r.string(v, f"{where}.{key}")
+            for key in ("name", "mount"):
+                if key not in kw:
+                    raise r.error(n, where, f"{key!r} is required")
+            use = VolumeUse(**kw)
+        if not _VOLUME_NAME_RE.match(use.name):
+            raise r.error(n, where, f"volume name {use.name!r} must match {_VOLUME_NAME_RE.pattern}")
+        if not use.mount.startswith("/") or ".." in use.mount.split("/") or use.mount == "/":
+            raise r.error(n, where, f"mount path {use.mount!r} must be absolute, not '/', without '..'")
+        if any(u.mount == use.mount for u in out):
+            raise r.error(n, where, f"two volumes mounted at {use.mount}")
+        out.append(use)
+    return tuple(out)

@@ -9,8 +9,9 @@ sandbox made from a spec is always one that a fresh build would give.
 
 Safety: the old sandbox is deleted only after the build succeeded; a failed step leaves it as it was (and the
 build sandbox is removed by the server). A sandbox of that name not made by ``up`` (no ``sandburg.io/up``
-label) is never deleted or replaced. Spec fields not supported yet (``volumes``) are refused
-before anything is built, created or deleted.
+label) is never deleted or replaced. ``volumes`` that do not exist yet are created before the sandbox (with
+``size``); existing ones are mounted as they are, and neither ``up`` nor ``down`` ever deletes one: their data
+outlives every sandbox made from the spec.
 
 Exit codes: 0 done, 1 a server error or a failed build step, 2 a bad spec (:class:`SpecError`, reported by
 ``main``).
@@ -28,7 +29,7 @@ import tarfile
 from typing import Any, Final
 
 from .._client import Sandbox, Sandburg
-from .._errors import ImageBuildFailedError, ImageNotFoundError, SandboxNotFoundError
+from .._errors import ImageBuildFailedError, ImageNotFoundError, SandboxNotFoundError, VolumeNotFoundError
 from .._images import default_name, is_local
 from ..specfile import PENDING_FIELDS, Spec, SpecError, load_spec, regular_files
 
@@ -95,6 +96,18 @@ def _refuse_pending(spec: Spec, path: str) -> None:
             raise SpecError(f"{path}:{line}: {key}: not supported yet by 'sandburg up' (see {issue})")
 
 
+def _ensure_volumes(sb: Sandburg, spec: Spec) -> None:
+    """Create the spec's volumes that do not exist yet; existing ones are used as they are (their data is what
+    a volume is for: `up` never resizes, empties or deletes one, and `down` leaves them)."""
+    for v in spec.volumes:
+        try:
+            sb.volumes.get(v.name)
+        except VolumeNotFoundError:
+            size = f" ({v.size_mib} MiB)" if v.size_mib else ""
+            _say(f"==> create volume {v.name}{size}")
+            sb.volumes.create(v.name, size=f"{v.size_mib}MiB" if v.size_mib else None)
+
+
 def _up(sb: Sandburg, spec: Spec, path: str) -> int:
     _refuse_pending(spec, path)
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -118,6 +131,7 @@ def _up(sb: Sandburg, spec: Spec, path: str) -> int:
         why = "spec changed" if box.labels.get(SPEC_LABEL) != digest else f"sandbox is {box.state}"
         _say(f"==> {why}: replacing {spec.name} (deleting {box.id})")
         box.delete()
+    _ensure_volumes(sb, spec)
     _say(f"==> create {spec.name}")
     box = sb.create(
         name=spec.name,
@@ -130,6 +144,16 @@ def _up(sb: Sandburg, spec: Spec, path: str) -> int:
         secrets=spec.secrets or None,
         labels={UP_LABEL: "1", SPEC_LABEL: digest},
         network=spec.network,
+        volumes=[
+            {
+                "name": v.name,
+                "mount": v.mount,
+                "read_only": v.read_only,
+                **({"subpath": v.subpath} if v.subpath else {}),
+            }
+            for v in spec.volumes
+        ]
+        or None,
     )
     _say(f"==> ready: {spec.name}")
     _access(box, spec)

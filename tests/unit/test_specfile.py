@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandburg.specfile import FileCopy, Packages, SpecError, load_spec
+from sandburg.specfile import FileCopy, Packages, SpecError, VolumeUse, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -49,7 +49,7 @@ def test_full_example():
     spec = load_spec(EXAMPLES / "insurance-lead-agent" / "sandburg.yaml")
     assert (spec.cpu, spec.memory_mib, spec.disk_mib) == (2, 4096, 10240)
     assert spec.env == {"LOG_LEVEL": "info"} and spec.setup == ("pip install -e /workspace/app",)
-    assert set(spec.pending) == {"volumes"}
+    assert spec.pending == {} and spec.volumes == (VolumeUse("data", "/workspace/data", size_mib=5120),)
     assert spec.secrets == {"OPENAI_API_KEY": "OPENAI_API_KEY"} and spec.lines["packages"] == 8
     assert spec.packages == Packages(
         apt=("postgresql-client", "chromium"), pip=("requests", "playwright"), npm=("typescript",)
@@ -175,3 +175,39 @@ def test_secrets_as_names_or_a_mapping(tmp_path):
         with pytest.raises(SpecError) as err:
             load_spec(f)
         assert f":{line}: secrets" in str(err.value), str(err.value)
+
+
+def test_volumes_both_forms(tmp_path):
+    spec = load_spec(
+        write(
+            tmp_path,
+            "name: v\nvolumes:\n  - data:/workspace/data\n  - 'ref:/ref:ro'\n"
+            "  - {name: big, mount: /big, size: 5GiB, subpath: inputs, read_only: false}\n",
+        )
+    )
+    assert spec.volumes == (
+        VolumeUse("data", "/workspace/data"),
+        VolumeUse("ref", "/ref", read_only=True),
+        VolumeUse("big", "/big", subpath="inputs", size_mib=5120),
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "volumes: [data]",
+        "volumes: ['data:/x:rx']",
+        "volumes: [{name: d}]",
+        "volumes: [{name: d, mount: /x, colour: red}]",
+        "volumes: [{name: d, mount: /x, read_only: yes-please}]",
+        "volumes: [{name: d, mount: /x, size: lots}]",
+        "volumes: [{name: '../d', mount: /x}]",
+        "volumes: ['a:/x', 'b:/x']",
+        "volumes: ['a:/']",
+        "volumes: {name: d}",
+    ],
+)
+def test_bad_volumes_name_the_line_and_field(tmp_path, text):
+    with pytest.raises(SpecError) as err:
+        load_spec(write(tmp_path, f"name: p\n{text}\n"))
+    assert ":2: volumes" in str(err.value), err.value
