@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .imageservice import ImageService
     from .sandboxes import SandboxService
 
+FORK_PARENT = "forkedFrom"  # in a fork's `extra`: the id of the sandbox its snapshot was taken of
 log = logging.getLogger("sandburg.server")
 FORKED_FROM = "sandburg.io/forked-from"
 MAX_FORKS = 50
@@ -67,7 +68,11 @@ class StateSnapshots:
         return rows
 
     # -- create ----------------------------------------------------------------------------------------------
-    def create(self, org_id: str, id_or_name: str, name: str, *, memory: bool = False) -> Image:
+    def create(
+        self, org_id: str, id_or_name: str, name: str, *, memory: bool = False, quota: bool = True
+    ) -> Image:
+        """Snapshot the sandbox as `name`. `quota=False`: a snapshot that lives for one request (Daytona's fork)
+        and takes no slot of the organization's snapshot quota."""
         box = self.sandboxes.get(org_id, id_or_name)
         if memory:
             if box.isolation == CONTAINER:
@@ -90,8 +95,9 @@ class StateSnapshots:
                 )
         if self.images.find(org_id, name) is not None:
             raise ApiError(ErrorCode.IMAGE_NAME_CONFLICT, f"the name {name!r} is taken in this organization")
+        want = quotas.Amounts(snapshots=1 if quota else 0)
         with self.sessions() as s:  # before anything is captured; checked again at the insert
-            quotas.require(s, org_id, quotas.Amounts(snapshots=1))
+            quotas.require(s, org_id, want)
         sid = box.id
         key = uuid.uuid4().hex
         with self.sandboxes._lock(sid):
@@ -125,7 +131,7 @@ class StateSnapshots:
             )  # fmt: skip
             try:
                 with quotas.guard(), self.sessions() as s:
-                    quotas.require(s, org_id, quotas.Amounts(snapshots=1))
+                    quotas.require(s, org_id, want)
                     s.add(row)
                     s.commit()
             except (IntegrityError, ApiError) as exc:
@@ -318,7 +324,7 @@ class StateSnapshots:
                 if keys is not None and mounts:  # the same volumes, where the restored processes left them
                     req = req.model_copy(update={"volumes": mounts})
                 row = self.sandboxes.create(org_id, req, memory=keys)
-                self._set_parent(row.id, snap.id)
+                self._set_parent(row.id, snap.id, (src.get("sandbox") or {}).get("id"))
                 with lock:
                     made.append(row)
             except ApiError as exc:
@@ -360,12 +366,49 @@ class StateSnapshots:
         row = self.get(org_id, name)
         return self.images.delete(org_id, row.id)
 
-    def _set_parent(self, sid: str, snapshot_id: str) -> None:
+    def _set_parent(self, sid: str, snapshot_id: str, forked_from: str | None = None) -> None:
+        """Record the snapshot a sandbox was restored or forked from; a fork also records the sandbox that
+        snapshot was taken of (Daytona's fork tree: parent, ancestors, forks)."""
         with self.sessions() as s:
             r = s.get(Sandbox, sid)
             if r is not None:
-                r.extra = {**(r.extra or {}), "snapshot": snapshot_id}
+                extra = {**(r.extra or {}), "snapshot": snapshot_id}
+                if forked_from and forked_from != sid:
+                    extra[FORK_PARENT] = forked_from
+                r.extra = extra
                 s.commit()
+
+    # -- fork tree (Daytona) ---------------------------------------------------------------------------------
+    def parent(self, org_id: str, id_or_name: str) -> Sandbox:
+        """The sandbox this one was forked from; SANDBOX_NOT_FOUND if none (or it was deleted)."""
+        box = self.sandboxes.get(org_id, id_or_name)
+        pid = (box.extra or {}).get(FORK_PARENT)
+        if not pid:
+            raise ApiError(ErrorCode.SANDBOX_NOT_FOUND, f"sandbox {box.name!r} was not forked from another")
+        return self.sandboxes.get(org_id, str(pid))
+
+    def ancestors(self, org_id: str, id_or_name: str) -> list[Sandbox]:
+        """Parent, grandparent, ... as far as they still exist."""
+        out: list[Sandbox] = []
+        box = self.sandboxes.get(org_id, id_or_name)
+        seen = {box.id}
+        while (pid := (box.extra or {}).get(FORK_PARENT)) and pid not in seen and len(out) < 1000:
+            try:
+                box = self.sandboxes.get(org_id, str(pid))
+            except ApiError:
+                break
+            seen.add(box.id)
+            out.append(box)
+        return out
+
+    def forks(self, org_id: str, id_or_name: str) -> list[Sandbox]:
+        """The sandboxes forked from this one (deleted ones are gone: sandburg keeps no rows of them)."""
+        sid = self.sandboxes.get(org_id, id_or_name).id
+        with self.sessions() as s:
+            rows = s.scalars(
+                select(Sandbox).where(Sandbox.organization_id == org_id).order_by(Sandbox.created_at)
+            )
+            return [r for r in rows if (r.extra or {}).get(FORK_PARENT) == sid]
 
 
 def lineage(rows: list[Image]) -> list[dict[str, Any]]:

@@ -32,7 +32,8 @@ AREAS = {
     "observability": "metrics, logs and traces come with the observability issue",
     "runner": "this is Daytona's runner/region control plane, which sandburg does not need: not planned",
     "secrets": "secrets come with the secrets issue",
-    "snapshots": "backups, fork trees (parent, ancestors, forks) and memory snapshots come with a later issue",
+    "snapshots": "backups (a copy of a sandbox kept outside this host) come with a later issue; snapshots and "
+    "forks are served (docs/snapshots.md)",
     "tenants": "Daytona's users, invitations, custom roles and webhooks are not planned; API keys are served at "
     "/api/keys in sandburg's shape, organizations at /api/organizations (docs/tenants.md)",
     "terminals": "terminals that outlive their WebSocket (POST /process/pty, /connect) come with a later issue",
@@ -123,10 +124,7 @@ GET    /runners/{id}/full  runner
 PATCH  /runners/{id}/scheduling  runner
 GET    /sandbox/for-runner  runner
 GET    /sandbox/ssh-access/validate  network
-GET    /sandbox/{sandboxIdOrName}/ancestors  snapshots
 POST   /sandbox/{sandboxIdOrName}/backup  snapshots
-GET    /sandbox/{sandboxIdOrName}/forks  snapshots
-GET    /sandbox/{sandboxIdOrName}/parent  snapshots
 GET    /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url  network
 POST   /sandbox/{sandboxIdOrName}/ports/{port}/signed-preview-url/{token}/expire  network
 POST   /sandbox/{sandboxIdOrName}/resize  lifecycle

@@ -220,7 +220,7 @@ def test_build_of_a_sandburg_yaml_is_the_image_up_makes(run: Any, fake: ImagesFa
             files: {"/workspace/app/": ./app}
             setup: ["python3 /workspace/app/hello.py"]
             network: {allow: [pypi.org]}
-            volumes: [data]
+            volumes: ["data:/workspace/data"]
         """)
     )
     code, out, err = run("image", "build", "-f", str(spec), "--allow", "example.com")

@@ -236,9 +236,35 @@ async def daytona_fork(
     after: the child's root is its own)."""
     org = who.organization_id
     tmp = f"fork-{uuid.uuid4().hex[:12]}"
-    await asyncio.to_thread(states.create, org, sandbox_id_or_name, tmp)
+    await asyncio.to_thread(states.create, org, sandbox_id_or_name, tmp, quota=False)
     try:
         rows = await asyncio.to_thread(states.fork, org, tmp, 1, [body.name] if body.name else None)
     finally:
         await asyncio.to_thread(states.delete, org, tmp)
     return sandbox_out(rows[0], request)
+
+
+@router.get("/sandbox/{sandbox_id_or_name}/parent", response_model=SandboxOut)
+async def daytona_parent(sandbox_id_or_name: str, request: Request, who: Auth, states: States) -> SandboxOut:
+    """The sandbox this one was forked from (`sandbox.fork()`, or a fork of a snapshot of it); 404 if none."""
+    return sandbox_out(states.parent(who.organization_id, sandbox_id_or_name), request)
+
+
+@router.get("/sandbox/{sandbox_id_or_name}/ancestors", response_model=list[SandboxOut])
+async def daytona_ancestors(
+    sandbox_id_or_name: str, request: Request, who: Auth, states: States
+) -> list[SandboxOut]:
+    """Parent, grandparent, ...: the fork chain up to the first that no longer exists."""
+    return [sandbox_out(b, request) for b in states.ancestors(who.organization_id, sandbox_id_or_name)]
+
+
+@router.get("/sandbox/{sandbox_id_or_name}/forks", response_model=list[SandboxOut])
+async def daytona_forks(
+    sandbox_id_or_name: str,
+    request: Request,
+    who: Auth,
+    states: States,
+    includeDestroyed: Annotated[bool, Query(description="accepted; deleted sandboxes leave no row")] = False,  # noqa: N803
+) -> list[SandboxOut]:
+    """The sandboxes forked from this one, oldest first."""
+    return [sandbox_out(b, request) for b in states.forks(who.organization_id, sandbox_id_or_name)]
