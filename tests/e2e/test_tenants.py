@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,22 @@ def test_cli_keys_and_organizations(server: ServerProcess) -> None:
     assert r.returncode != 0 and "FORBIDDEN" in r.stderr
     r = cli(key, "org", "quota", org, "--quota", "cpu=x")
     assert r.returncode != 0
+
+
+def test_concurrent_creates_cannot_both_take_the_last_slot(server: ServerProcess) -> None:
+    key, _org, _ = new_tenant(server, quota={"sandboxes": 1})
+    with Sandburg(api_url=server.api_url, api_key=key) as sb:
+
+        def create(_: int) -> str:
+            try:
+                return sb.create(**BOX).id
+            except QuotaExceededError:
+                return "refused"
+
+        try:
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                results = list(pool.map(create, range(4)))
+            assert results.count("refused") == 3, results
+            assert [b.id for b in sb.list()] == [r for r in results if r != "refused"]
+        finally:
+            delete_all(sb)
