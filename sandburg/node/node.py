@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field, replace
 
 from . import cgroups, crash, idmap, priv, reaper, rootfs, runtime_layer, volumes
+from .activity import ActivityMonitor
 from .agent_client import AgentClient, AgentUnavailable, wait_ready
 from .agent_endpoint import AGENT_PORT, Endpoint
 from .errors import AgentStartError, BundleError, MountError, NetworkError, NodeError, RuntimeError_
@@ -74,6 +75,7 @@ class Node:
         self.layer = ""
         self._agents: dict[str, AgentClient] = {}
         self._agents_lock = threading.Lock()
+        self.activity: ActivityMonitor | None = None  # host-side activity recording, set by the server
 
     # -- setup -----------------------------------------------------------------------------------------------
     def prepare(self, images: tuple[str, ...] = ()) -> None:
@@ -147,6 +149,8 @@ class Node:
         st = rt.state(spec.id)
         if st and st.get("status") == "running" and pid_alive(int(st.get("pid", 0))) and not memory:
             self.agent_ready(spec.id)
+            if self.activity and spec.isolation == CONTAINER:
+                self.activity.watch_container(spec.id, int(st["pid"]))
             return int(st["pid"])
         if st:
             rt.delete(spec.id, force=True)  # a stopped/created leftover from a crash
@@ -173,7 +177,19 @@ class Node:
         if os.path.lexists(sock):
             os.unlink(sock)
         log = os.path.join(bundle, "agent.log")
-        pid = rt.restore(spec.id, bundle, memory, log) if memory else rt.run(spec.id, bundle, log)
+        act = self.activity
+        extra = tuple(act.runsc_flags(spec.id, bundle)) if act and spec.isolation == GVISOR else ()
+        try:
+            if memory:
+                pid = rt.restore(spec.id, bundle, memory, log, extra)
+            else:
+                pid = rt.run(spec.id, bundle, log, extra)
+        except BaseException:
+            if self.activity:
+                self.activity.unwatch(spec.id)
+            raise
+        if self.activity and spec.isolation == CONTAINER:
+            self.activity.watch_container(spec.id, pid)
         if _creating:
             crash.point("create.runtime")
         try:
@@ -194,6 +210,15 @@ class Node:
             self.stop(spec.id, spec.isolation)
             raise
         return pid
+
+    def adopt_activity(self, sid: str, isolation: str) -> None:
+        """Record the activity of a sandbox that was already running when the server started (node/activity.py)."""
+        running, pid = self.is_running(sid, isolation)
+        if self.activity and running and not self.activity.watching(sid):
+            if isolation == CONTAINER:
+                self.activity.watch_container(sid, pid)
+            else:
+                self.activity.attach_gvisor(sid, self.bundle_paths(sid)[0], self.runtimes[GVISOR])
 
     def _plug(self, spec: SandboxSpec, pid: int, failed: list[NetworkError]) -> None:
         assert self.net is not None
@@ -238,6 +263,8 @@ class Node:
             except RuntimeError_:
                 rt.delete(sid, force=True)
         crash.point("delete.runtime")
+        if self.activity:
+            self.activity.unwatch(sid)
         if self.net:
             self.net.unplug(sid)
         self._unmount_root(sid)

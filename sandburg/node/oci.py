@@ -69,24 +69,31 @@ class OciRuntime:
             raise RuntimeError_(f"{self.binary} {args[0]} failed", path=args[-1], detail=err)
         return proc.stdout.decode(errors="replace")
 
-    def run(self, cid: str, bundle: str, log_path: str) -> int:
-        """Create and start container `cid` from `bundle`, detached; return its host pid."""
+    def run(self, cid: str, bundle: str, log_path: str, extra: tuple[str, ...] = ()) -> int:
+        """Create and start container `cid` from `bundle`, detached; return its host pid. `extra`: global flags
+        for this container only (runsc's --pod-init-config, activity.py)."""
         detach = "--detach" if self.binary.endswith("runsc") else "-d"
-        return self._detached("run", cid, bundle, log_path, [detach])
+        return self._detached("run", cid, bundle, log_path, [detach], extra)
 
-    def restore(self, cid: str, bundle: str, image_path: str, log_path: str) -> int:
+    def restore(
+        self, cid: str, bundle: str, image_path: str, log_path: str, extra: tuple[str, ...] = ()
+    ) -> int:
         """runsc only: start container `cid` from `bundle` with the processes and memory of a checkpoint image;
         return its host pid. The id must not exist (delete it first): runsc refuses a known id."""
-        return self._detached("restore", cid, bundle, log_path, ["--detach", "--image-path", image_path])
+        flags = ["--detach", "--image-path", image_path]
+        return self._detached("restore", cid, bundle, log_path, flags, extra)
 
-    def _detached(self, cmd: str, cid: str, bundle: str, log_path: str, flags: list[str]) -> int:
+    def _detached(
+        self, cmd: str, cid: str, bundle: str, log_path: str, flags: list[str], extra: tuple[str, ...] = ()
+    ) -> int:
         pid_file = os.path.join(bundle, "pid")
         if os.path.exists(pid_file):
             os.unlink(pid_file)
         os.makedirs(self.state_root, exist_ok=True)
+        argv = [*self.wrap, *self._argv(*extra, cmd, *flags, "--bundle", bundle, "--pid-file", pid_file, cid)]
         with open(log_path, "ab") as log:
             proc = subprocess.run(
-                [*self.wrap, *self._argv(cmd, *flags, "--bundle", bundle, "--pid-file", pid_file, cid)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -103,6 +110,10 @@ class OciRuntime:
         container has stopped afterwards. A failed checkpoint leaves the sandbox broken (docs/snapshots.md)."""
         flags = ["--leave-running"] if leave_running else []
         self._run("checkpoint", *flags, "--image-path", image_path, cid, timeout=120)
+
+    def trace_create(self, cid: str, config_path: str) -> None:
+        """runsc only: attach a trace session (runtime monitoring) to a running sandbox (node/activity.py)."""
+        self._run("trace", "create", "--force", "--config", config_path, cid)
 
     def kill(self, cid: str, signal: str = "KILL") -> None:
         try:

@@ -13,9 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .._version import __version__
 from ..node import crash
+from ..node.activity import ActivityMonitor
 from ..node.net import NetConfig
 from ..node.node import Node, NodeConfig
 from . import errors, lifecycle, preview, testhooks, unsupported
+from .activitysink import ActivitySink
 from .audit import AuditLog, NoAudit
 from .auditchain import AuditKeyError, load_or_create_key
 from .auditmw import AuditMiddleware
@@ -148,7 +150,12 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
         log.info("secrets: local encrypted store, master key %s from %s", master_key.key_id, key_source)
         svc.volumes = volume_svc = VolumeService(sessions, settings.data_dir, master_key)
         volume_svc.reconcile()  # before the sandboxes': a sandbox restarted there finds its volumes mounted
+        if settings.activity and audit_log.enabled:  # before reconcile: the sandboxes it restarts are watched
+            node.activity = ActivityMonitor(ActivitySink(sessions, audit_log, secret_svc), node.cgroup_path)
         svc.reconcile()
+        if node.activity:  # the sandboxes it re-adopted were started by an earlier server: attach to them
+            for sid, live in list(svc.live.items()):
+                node.adopt_activity(sid, live.isolation)
         volume_svc.collect()  # after: the sandboxes' reconcile released what orphaned volumes were held by
         image_svc = make_images(settings, sessions, node, svc)
         svc.images = image_svc
@@ -177,6 +184,8 @@ def create_app(settings: Settings | None = None, *, start_runtime: bool = True) 
             await net.close()
             await preview.close_clients()
             events.close()
+            if node.activity:  # after the sandboxes' service, before the log its records go to
+                node.activity.close()
             audit_log.close()  # after the event log: its last network records are copied in
             engine.dispose()
 

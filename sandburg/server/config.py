@@ -81,6 +81,7 @@ class Settings:
     audit: bool = True
     audit_retention_days: int = 90
     audit_key_file: str = ""  # default <data_dir>/audit.key
+    activity: bool = True  # host-side recording of what sandboxes' processes exec and write (docs/audit.md)
     # lifecycle automation (docs/lifecycle.md): server defaults in minutes, for sandboxes that set none
     auto_stop_minutes: int = 15  # idle → stopped; 0 = never
     auto_archive_minutes: int = 7 * 24 * 60  # stopped → archived; 0 = never
@@ -155,6 +156,7 @@ class Settings:
             audit=(env.get("SANDBURG_AUDIT") or "on").lower() not in ("off", "0", "false", "no"),
             audit_retention_days=_int("SANDBURG_AUDIT_RETENTION_DAYS", cls.audit_retention_days),
             audit_key_file=env.get("SANDBURG_AUDIT_KEY_FILE") or "",
+            activity=(env.get("SANDBURG_ACTIVITY") or "on").lower() not in ("off", "0", "false", "no"),
             auto_stop_minutes=_int("SANDBURG_AUTO_STOP_MINUTES", cls.auto_stop_minutes),
             auto_archive_minutes=_int("SANDBURG_AUTO_ARCHIVE_MINUTES", cls.auto_archive_minutes),
             auto_delete_minutes=_int("SANDBURG_AUTO_DELETE_MINUTES", cls.auto_delete_minutes),

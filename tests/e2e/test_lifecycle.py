@@ -100,7 +100,7 @@ def test_auto_pause_keeps_processes_and_wakes_on_use(own_server: ServerProcess, 
     box = create(sb, auto_stop=0, auto_pause=1)
     assert box.auto_pause == 1
     # a job of the session's shell: it outlives the session command that started it, which has ended
-    counter = "i=0; while true; do i=$((i+1)); echo $i > /root/count; sleep 0.1; done"
+    counter = "i=0; while true; do i=$((i+1)); echo $i > /root/count.new; mv -f /root/count.new /root/count; sleep 0.1; done"
     box.process.create_session("bg").exec(f"({counter}) >/dev/null 2>&1 &")
     time.sleep(0.5)
     assert int(box.process.exec("cat /root/count").result) > 0

@@ -24,8 +24,9 @@ from sandburg import (
 )
 from sandburg.agent import protocol as P
 
-# a shell loop whose count lives only in the shell's memory (the file is what it last wrote)
-COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /root/count; sleep 0.1; done"
+# a shell loop whose count lives only in the shell's memory (the file is what it last wrote, replaced by a rename:
+# a read never sees it half-written)
+COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /root/count.new; mv -f /root/count.new /root/count; sleep 0.1; done"
 # a Python REPL reading a FIFO that a sleeping writer keeps open; what it prints goes to /root/repl.out
 REPL = "mkfifo /tmp/repl.in && (sleep 100000 > /tmp/repl.in &) && exec python3 -i -u < /tmp/repl.in > /root/repl.out 2>&1"
 

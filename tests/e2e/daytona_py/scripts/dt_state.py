@@ -42,7 +42,7 @@ with cleanup(daytona) as made:
     out["deleted"] = name not in [s.name for s in daytona.snapshot.list(source_sandbox_id=box.id).items]
 
     # pause keeps the processes: a counter whose count exists only in its shell's memory
-    counter = "i=0; while true; do i=$((i+1)); echo $i > /root/count; sleep 0.1; done"
+    counter = "i=0; while true; do i=$((i+1)); echo $i > /root/count.new; mv -f /root/count.new /root/count; sleep 0.1; done"
     box.process.create_session("counter")
     box.process.execute_session_command("counter", SessionExecuteRequest(command=counter, run_async=True))
 
