@@ -301,13 +301,14 @@ class ProcWatcher:
             cwd: str | None = os.readlink(f"/proc/{tgid}/cwd")
         except OSError:
             cwd = None
-        uid = None
-        status = _read(f"/proc/{tgid}/status", 4096) or b""
+        uid, comm = None, None
+        status = _read(f"/proc/{tgid}/status", 4096) or b""  # Name: (comm) and Uid: in one read
         for line in status.splitlines():
-            if line.startswith(b"Uid:"):
+            if line.startswith(b"Name:"):
+                comm = line[5:].strip().decode(errors="replace") or None
+            elif line.startswith(b"Uid:"):
                 uid = int(line.split()[1])
                 break
-        comm = (_read(f"/proc/{tgid}/comm", 64) or b"").decode(errors="replace").strip() or None
         self.recorder.exec(sid, tgid, argv, cwd, uid, comm)
 
     def _read_fanotify(self, sid: str, fd: int) -> None:
