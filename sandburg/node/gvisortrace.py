@@ -151,11 +151,11 @@ def decode_exec(buf: bytes) -> dict[str, Any]:
 def decode_open(buf: bytes) -> dict[str, Any] | None:
     """syscall.proto Open: 1 context_data, 2 exit (1 result), 4 fd, 5 fd_path, 6 pathname, 7 flags. None unless
     it succeeded with flags that can write."""
-    ctx: dict[str, Any] = {}
+    raw_ctx = b""
     result, fd, fd_path, path, flags = -1, AT_FDCWD, "", "", 0
     for num, v in fields(buf):
         if num == 1 and isinstance(v, bytes):
-            ctx = context(v)
+            raw_ctx = v  # decoded only for a write: most opens read
         elif num == 2 and isinstance(v, bytes):
             result = 0  # proto3 leaves a zero result out
             for n2, v2 in fields(v):
@@ -171,6 +171,7 @@ def decode_open(buf: bytes) -> dict[str, Any] | None:
             flags = v
     if result < 0 or not (flags & O_ACCMODE in (O_WRONLY, O_RDWR) or flags & (O_CREAT | O_TRUNC)):
         return None
+    ctx = context(raw_ctx)
     if not path.startswith("/"):
         base = ctx.get("cwd", "") if fd == AT_FDCWD else fd_path
         if base.startswith("/"):
