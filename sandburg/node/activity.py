@@ -15,6 +15,8 @@ silent. Records go to `emit(sandbox_id, type, payload)`, which must not block (t
 from __future__ import annotations
 
 import logging
+import os
+import selectors
 import threading
 import time
 from collections.abc import Callable
@@ -160,6 +162,68 @@ class Recorder:
             since = round(self._clock() - b.reported, 3)
             report = {"count": b.dropped, "reasons": sorted(b.sources), "intervalS": since}
         self._send(sid, "activity.dropped", report)
+
+
+class SelectorLoop:
+    """One thread serving a selector for all sandboxes of a mechanism (procevents.py, gvisortrace.py).
+
+    Other threads never touch the selector: they append an operation to `_pending` (under `_lock`) and `_wake()`
+    the loop, whose thread applies it (`_apply`) before its next wait. `_ready(key)` handles a ready file
+    object; after each wait the recorder reports the drops of quiet sandboxes."""
+
+    def __init__(self, recorder: Recorder, name: str) -> None:
+        self.recorder = recorder
+        self._lock = threading.Lock()
+        self._pending: list[Any] = []
+        self._closing = False
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass
+
+    def _end_thread(self) -> list[Any]:
+        """Stop the loop; the operations it had no turn for."""
+        with self._lock:
+            self._closing = True
+        self._wake()
+        self._thread.join(5)
+        pending, self._pending = self._pending, []
+        return pending
+
+    def _close_selector(self) -> None:
+        self._sel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                pending, self._pending = self._pending, []
+            for op in pending:
+                self._apply(op)
+            for key, _ in self._sel.select(0.5):
+                if key.data is None:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._ready(key)
+            self.recorder.tick()
+
+    def _apply(self, op: Any) -> None:
+        raise NotImplementedError
+
+    def _ready(self, key: selectors.SelectorKey) -> None:
+        raise NotImplementedError
 
 
 class ActivityMonitor:

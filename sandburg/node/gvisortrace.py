@@ -22,11 +22,10 @@ import os
 import selectors
 import socket
 import struct
-import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .activity import Recorder
+from .activity import Recorder, SelectorLoop
 
 log = logging.getLogger("sandburg.node.activity")
 
@@ -208,20 +207,13 @@ class _Conn:
         self.sentry_dropped = 0  # the last DroppedCount seen
 
 
-class GvisorTracer:
+class GvisorTracer(SelectorLoop):
     """One thread for every gVisor sandbox: a listening socket per sandbox, its connections, the decoding."""
 
     def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-        self._sel = selectors.DefaultSelector()
-        self._lock = threading.Lock()
+        super().__init__(recorder, "sandburg-gvisor-trace")  # _pending: (op, arg), every (un)registration
         self._listeners: dict[str, tuple[socket.socket, str]] = {}  # sid -> (listener, path)
         self._conns: dict[str, list[_Conn]] = {}
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._pending: list[tuple[str, Any]] = []  # (op, arg): the loop's thread does every (un)registration
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, name="sandburg-gvisor-trace", daemon=True)
         self._thread.start()
 
     # -- called by the node ----------------------------------------------------------------------------------
@@ -267,54 +259,31 @@ class GvisorTracer:
         self._wake()
 
     def close(self) -> None:
-        with self._lock:
-            self._closing = True
-        self._wake()
-        self._thread.join(5)
-        for op, arg in self._pending:  # what the loop had no turn for: the listeners of a last unwatch()
+        for op, arg in self._end_thread():  # what the loop had no turn for: the listeners of a last unwatch()
             if op == "drop":
                 self._drop(*arg)
-        self._pending.clear()
         for sid in list(self._listeners):
             entry = self._listeners.pop(sid)
             _unlink(entry[1])
             self._drop(sid, entry)
         for sid in list(self._conns):
             self._drop(sid, None)
-        self._sel.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._close_selector()
 
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass
+    # -- the loop (one thread; activity.SelectorLoop) --------------------------------------------------------
+    def _apply(self, op: tuple[str, Any]) -> None:
+        what, arg = op
+        if what == "listen":
+            sid, lsock = arg
+            self._sel.register(lsock, selectors.EVENT_READ, ("listen", sid))
+        else:
+            self._drop(*arg)
 
-    # -- the loop ------------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if self._closing:
-                    return
-                pending, self._pending = self._pending, []
-            for op, arg in pending:
-                if op == "listen":
-                    sid, lsock = arg
-                    self._sel.register(lsock, selectors.EVENT_READ, ("listen", sid))
-                else:
-                    self._drop(*arg)
-            for key, _ in self._sel.select(0.5):
-                if key.data is None:
-                    try:
-                        os.read(self._wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                elif key.data[0] == "listen":
-                    self._accept(key.data[1], key.fileobj)  # type: ignore[arg-type]
-                else:
-                    self._read(key.data[1])
-            self.recorder.tick()
+    def _ready(self, key: selectors.SelectorKey) -> None:
+        if key.data[0] == "listen":
+            self._accept(key.data[1], key.fileobj)  # type: ignore[arg-type]
+        else:
+            self._read(key.data[1])
 
     def _drop(self, sid: str, entry: tuple[socket.socket, str] | None) -> None:
         if entry is not None:

@@ -25,11 +25,11 @@ import os
 import selectors
 import socket
 import struct
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import cgroups
+from .activity import SelectorLoop
 
 if TYPE_CHECKING:
     from .activity import Recorder
@@ -97,11 +97,10 @@ def _read(path: str, limit: int = 8192) -> bytes | None:
         return None
 
 
-class ProcWatcher:
+class ProcWatcher(SelectorLoop):
     """Execs and file writes of the `container` tier's sandboxes (see the module docstring)."""
 
     def __init__(self, recorder: Recorder, cgroup_path: Callable[[str], str]) -> None:
-        self.recorder = recorder
         self._prefix = cgroup_path("x")[:-1]  # "/<parent>/"
         try:
             nl = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, NETLINK_CONNECTOR)
@@ -118,20 +117,14 @@ class ProcWatcher:
         except OSError as exc:
             nl.close()
             raise ProcWatcherError(f"subscribing to process events: {exc}") from exc
+        super().__init__(recorder, "sandburg-procevents")
         self._nl = nl
-        self._lock = threading.Lock()
         self._watched: set[str] = set()
         self._fan: dict[str, int] = {}  # sid -> fanotify fd
         self._pids: dict[int, str] = {}  # tgid -> sid (loop thread only, apart from seeding under the lock)
-        self._pending: list[tuple[str, str, int]] = []
-        self._closing = False
         self.overflows = 0
         self._fan_warned = False
-        self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._sel.register(self._nl, selectors.EVENT_READ, "nl")
-        self._thread = threading.Thread(target=self._run, name="sandburg-procevents", daemon=True)
         self._thread.start()
 
     # -- called by the node ----------------------------------------------------------------------------------
@@ -150,52 +143,30 @@ class ProcWatcher:
         self._wake()
 
     def close(self) -> None:
-        with self._lock:
-            self._closing = True
-        self._wake()
-        self._thread.join(5)
+        self._end_thread()  # a last watch() not applied yet has no fd; a last unwatch()'s fd is in _fan
         try:
             self._nl.send(_proc_subscribe(PROC_CN_MCAST_IGNORE))
         except OSError:
             pass
-        self._pending.clear()  # a last watch() not applied yet has no fd; a last unwatch()'s fd is in _fan
         for fd in self._fan.values():
             os.close(fd)
         self._fan.clear()
-        self._sel.close()
+        self._close_selector()
         self._nl.close()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
 
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass
+    # -- the loop (one thread; activity.SelectorLoop) --------------------------------------------------------
+    def _apply(self, op: tuple[str, str, int]) -> None:
+        what, sid, pid = op
+        if what == "watch":
+            self._start(sid, pid)
+        else:
+            self._stop(sid)
 
-    # -- the loop (one thread) -------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if self._closing:
-                    return
-                pending, self._pending = self._pending, []
-            for op, sid, pid in pending:
-                if op == "watch":
-                    self._start(sid, pid)
-                else:
-                    self._stop(sid)
-            for key, _ in self._sel.select(0.5):
-                if key.data is None:
-                    try:
-                        os.read(self._wake_r, 4096)
-                    except BlockingIOError:
-                        pass
-                elif key.data == "nl":
-                    self._read_netlink()
-                else:
-                    self._read_fanotify(key.data, key.fd)
-            self.recorder.tick()
+    def _ready(self, key: selectors.SelectorKey) -> None:
+        if key.data == "nl":
+            self._read_netlink()
+        else:
+            self._read_fanotify(key.data, key.fd)
 
     def _start(self, sid: str, pid: int) -> None:
         self._stop(sid)
