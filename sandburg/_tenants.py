@@ -71,6 +71,8 @@ class ApiKeyInfo:
     created_at: datetime | None = None
     revoked_at: datetime | None = None
     key: str | None = None
+    expires_at: datetime | None = None
+    """When it stops working; None: never."""
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> ApiKeyInfo:
@@ -79,6 +81,7 @@ class ApiKeyInfo:
             id=str(d["id"]), name=str(d["name"]), organization_id=str(d["organizationId"]), role=str(d["role"]),
             scopes=tuple(scopes) if scopes is not None else None, prefix=str(d["prefix"]),
             created_at=_time(d.get("createdAt")), revoked_at=_time(d.get("revokedAt")), key=d.get("key"),
+            expires_at=_time(d.get("expiresAt")),
         )  # fmt: skip
 
 
@@ -121,9 +124,19 @@ def _key(key_id: str) -> str:
 
 
 def create_key_request(
-    name: str, role: str, scopes: Iterable[str] | None, organization: str | None
+    name: str,
+    role: str,
+    scopes: Iterable[str] | None,
+    organization: str | None,
+    expires_at: datetime | None = None,
 ) -> core.Request:
     body: dict[str, Any] = {"name": name, "role": role}
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise ValueError(
+                "expires_at: give an aware datetime (e.g. datetime.now(UTC) + timedelta(days=30))"
+            )
+        body["expiresAt"] = expires_at.isoformat()
     if scopes is not None:
         body["scopes"] = list(scopes)
     if organization is not None:
@@ -143,10 +156,12 @@ class Keys:
         role: str = "member",
         scopes: Iterable[str] | None = None,
         organization: str | None = None,
+        expires_at: datetime | None = None,
     ) -> ApiKeyInfo:
         """A new key; its secret is in ``.key`` of the answer and nowhere else. ``organization``: another one
-        (the operator only)."""
-        return ApiKeyInfo.from_json(self._client._send(create_key_request(name, role, scopes, organization)))
+        (the operator only); ``expires_at``: when it stops working (an aware datetime)."""
+        req = create_key_request(name, role, scopes, organization, expires_at)
+        return ApiKeyInfo.from_json(self._client._send(req))
 
     def list(self, organization: str | None = None) -> builtins.list[ApiKeyInfo]:
         """The organization's keys, revoked ones included (never the secret)."""
@@ -175,11 +190,11 @@ class AsyncKeys:
         role: str = "member",
         scopes: Iterable[str] | None = None,
         organization: str | None = None,
+        expires_at: datetime | None = None,
     ) -> ApiKeyInfo:
         """A new key; its secret is in ``.key`` of the answer and nowhere else."""
-        return ApiKeyInfo.from_json(
-            await self._client._send(create_key_request(name, role, scopes, organization))
-        )
+        req = create_key_request(name, role, scopes, organization, expires_at)
+        return ApiKeyInfo.from_json(await self._client._send(req))
 
     async def list(self, organization: str | None = None) -> builtins.list[ApiKeyInfo]:
         """The organization's keys, revoked ones included (never the secret)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .._client import Sandburg
@@ -33,6 +33,7 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("--scope", action="append", dest="scopes", metavar="AREA[:read]",
                    help="repeatable: limit the key to these areas (default: every area of its role)")  # fmt: skip
     a.add_argument("--org", metavar="ORG", help="another organization (the operator only)")
+    a.add_argument("--expires-in", type=_duration, metavar="N[smhd]", help="the key stops working after that")
     a.add_argument("--json", action="store_true", help="print the key and its metadata as JSON")
     a = acts.add_parser("ls", help="list keys (never their secrets)")
     a.add_argument("--org", metavar="ORG")
@@ -55,6 +56,14 @@ def add_parsers(sub: Any) -> None:
     a.add_argument("name", metavar="ORG", nargs="?", default="current")
 
 
+def _duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``12h``, ``30d``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit() or int(text[:-1]) < 1:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 30m, 12h or 30d, got {text!r}")
+    return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+
+
 def _quota_help() -> str:
     return f"repeatable; FIELD one of {', '.join(_QUOTA_FIELDS)}; a field not given has no limit"
 
@@ -71,7 +80,7 @@ def parse_quota(items: list[str]) -> dict[str, int | None]:
 
 def _key_json(k: ApiKeyInfo) -> dict[str, Any]:
     data = dataclasses.asdict(k)
-    for f in ("created_at", "revoked_at"):
+    for f in ("created_at", "revoked_at", "expires_at"):
         data[f] = data[f].isoformat() if data[f] else None
     data["scopes"] = list(k.scopes) if k.scopes is not None else None
     if data["key"] is None:
@@ -110,7 +119,8 @@ def run(args: argparse.Namespace, sb: Sandburg, now: datetime | None = None) -> 
     if args.command_name == "key":
         act = args.key_action
         if act == "create":
-            k = sb.keys.create(args.name, args.role, args.scopes, args.org)
+            expires = datetime.now(UTC) + args.expires_in if args.expires_in else None
+            k = sb.keys.create(args.name, args.role, args.scopes, args.org, expires)
             print_json(_key_json(k)) if args.json else print(k.key)
         elif act == "ls":
             items = sb.keys.list(args.org)

@@ -67,17 +67,23 @@ class KeyCache:
                 .where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None))
             ).first()
             principal = None
+            ttl = self.ttl
             if found is not None:
                 row, org_name = found
-                principal = Principal(
-                    row.organization_id, row.id, row.role,
-                    frozenset(row.scopes) if row.scopes is not None else None,
-                    operator=row.role == "admin" and org_name == DEFAULT_ORG and row.scopes is None,
-                )  # fmt: skip
+                if (
+                    row.expires_at is not None
+                ):  # an expired key is an invalid one; a cached answer ends with it
+                    ttl = min(ttl, (row.expires_at - utcnow()).total_seconds())
+                if ttl > 0:
+                    principal = Principal(
+                        row.organization_id, row.id, row.role,
+                        frozenset(row.scopes) if row.scopes is not None else None,
+                        operator=row.role == "admin" and org_name == DEFAULT_ORG and row.scopes is None,
+                    )  # fmt: skip
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[h] = (now + self.ttl, principal)
+            self._cache[h] = (now + (ttl if principal else self.ttl), principal)
         return principal
 
     def invalidate(self) -> None:

@@ -56,6 +56,7 @@ class ApiKey(Base):
     scopes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # None: every area of the role
     created_by: Mapped[str | None] = mapped_column(String(36), nullable=True)  # the key that made it
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)  # None: never
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 

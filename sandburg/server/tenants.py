@@ -13,6 +13,7 @@ import builtins
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -101,8 +102,9 @@ class TenantService:
 
     # -- keys ------------------------------------------------------------------------------------------------
     def create_key(
-        self, who: Principal, name: str, role: str, scopes: builtins.list[str] | None, org: str | None
-    ) -> NewKey:
+        self, who: Principal, name: str, role: str, scopes: builtins.list[str] | None, org: str | None,
+        expires_at: datetime | None = None,
+    ) -> NewKey:  # fmt: skip
         if role not in access.ROLES:
             raise ApiError(
                 ErrorCode.VALIDATION_ERROR, f"role: one of {', '.join(access.ROLES)}, not {role!r}"
@@ -110,6 +112,11 @@ class TenantService:
         wanted = access.parse_scopes(scopes)
         if not name.strip() or len(name) > 100:
             raise ApiError(ErrorCode.VALIDATION_ERROR, "name: 1 to 100 characters")
+        if expires_at is not None:
+            if expires_at.tzinfo is not None:  # stored as naive UTC, like every time in the store
+                expires_at = expires_at.astimezone(UTC).replace(tzinfo=None)
+            if expires_at <= utcnow():
+                raise ApiError(ErrorCode.VALIDATION_ERROR, "expiresAt: a time in the future (UTC)")
         org_id = self.get_org(who, org).id if org else who.organization_id
         if org_id != who.organization_id:
             _operator(who)
@@ -122,7 +129,7 @@ class TenantService:
         row = ApiKey(
             id=str(uuid.uuid4()), organization_id=org_id, name=name.strip(), prefix=key[:10],
             key_hash=hash_key(key), role=role, scopes=sorted(wanted) if wanted is not None else None,
-            created_by=who.key_id, created_at=utcnow(),
+            created_by=who.key_id, created_at=utcnow(), expires_at=expires_at,
         )  # fmt: skip
         with self.sessions() as s:
             s.add(row)

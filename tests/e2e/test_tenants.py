@@ -12,10 +12,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -270,6 +272,10 @@ def test_cli_keys_and_organizations(server: ServerProcess) -> None:
     usage = cli(key, "org", "usage")
     assert usage.returncode == 0 and "sandboxes" in usage.stdout and "5" in usage.stdout
     assert json.loads(cli(reader["key"], "key", "whoami").stdout)["role"] == "read-only"
+    temp = json.loads(cli(key, "key", "create", "temp", "--expires-in", "1d", "--json").stdout)
+    assert temp["expires_at"] and temp["role"] == "member"
+    r = cli(key, "key", "create", "temp", "--expires-in", "soon")
+    assert r.returncode == 2 and "duration" in r.stderr
     r = cli(key, "key", "revoke", reader["id"])
     assert r.returncode == 0 and "revoked" in r.stdout
     r = cli(reader["key"], "ls")
@@ -297,3 +303,21 @@ def test_concurrent_creates_cannot_both_take_the_last_slot(server: ServerProcess
             assert [b.id for b in sb.list()] == [r for r in results if r != "refused"]
         finally:
             delete_all(sb)
+
+
+def test_a_key_expires(server: ServerProcess) -> None:
+    admin_key, _org, _ = new_tenant(server)
+    with Sandburg(api_url=server.api_url, api_key=admin_key) as sb, client(server, admin_key) as admin:
+        past = admin.post("/keys", json={"name": "old", "expiresAt": "2020-01-01T00:00:00Z"})
+        assert code(past) == (400, "VALIDATION_ERROR")
+        made = sb.keys.create("short-lived", expires_at=datetime.now(UTC) + timedelta(seconds=3))
+        assert made.expires_at is not None and made.key
+        with client(server, made.key) as short:
+            assert short.get("/sandbox").status_code == 200  # the positive control, and a cached answer
+            deadline = time.monotonic() + 15
+            while short.get("/sandbox").status_code == 200:
+                assert time.monotonic() < deadline, "the key outlived its expiry"
+                time.sleep(0.5)
+            assert code(short.get("/sandbox")) == (401, "UNAUTHORIZED")
+        assert admin.get(f"/keys/{made.id}").json()["expiresAt"]
+        assert admin.get("/sandbox").status_code == 200  # other keys are unaffected

@@ -6,6 +6,7 @@ what is access.py's (keys: admins) and the service's (organizations: the operato
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -66,6 +67,7 @@ class KeyIn(Strict):
     role: str = "member"
     scopes: list[str] | None = None
     organization: str | None = Field(default=None, description="id or name; another one: the operator only")
+    expiresAt: datetime | None = Field(default=None, description="when the key stops working (ISO 8601)")
 
 
 class KeyOut(BaseModel):
@@ -77,6 +79,7 @@ class KeyOut(BaseModel):
     prefix: str
     createdAt: str
     createdBy: str | None
+    expiresAt: str | None
     revokedAt: str | None
 
 
@@ -103,6 +106,7 @@ def key_out(row: ApiKey) -> KeyOut:
     return KeyOut(
         id=row.id, name=row.name, organizationId=row.organization_id, role=row.role, scopes=row.scopes,
         prefix=row.prefix, createdAt=listing.iso(row.created_at), createdBy=row.created_by,
+        expiresAt=listing.iso(row.expires_at) if row.expires_at else None,
         revokedAt=listing.iso(row.revoked_at) if row.revoked_at else None,
     )  # fmt: skip
 
@@ -149,7 +153,7 @@ def get_usage(organization: str, who: Auth, svc: Svc) -> Usage:
 def create_key(body: KeyIn, who: Auth, svc: Svc) -> NewKeyOut:
     """Make an API key (admins): `role` admin, member or read-only; `scopes` narrow it to areas (`sandboxes`,
     `toolbox:read`, ...). The key is in this answer only."""
-    made = svc.create_key(who, body.name, body.role, body.scopes, body.organization)
+    made = svc.create_key(who, body.name, body.role, body.scopes, body.organization, body.expiresAt)
     return NewKeyOut(**key_out(made.row).model_dump(), key=made.key)
 
 
