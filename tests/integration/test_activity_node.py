@@ -61,12 +61,8 @@ def detached_marker(box: Box) -> str:
     return u
 
 
-@pytest.mark.parametrize("tier", TIERS)
-def test_recorded_then_released(
-    node: Node, make_box: Callable[..., Box], monitor: tuple[ActivityMonitor, Records], tier: str
-) -> None:
-    mon, got = monitor
-    box = make_box(tier)
+def wait_for_marker(got: Records, box: Box) -> None:
+    """Start `detached_marker` in `box` and wait until both its exec and its write are recorded for it."""
     u = detached_marker(box)
     wait_for(
         got,
@@ -75,6 +71,15 @@ def test_recorded_then_released(
         lambda p: p.get("argv") == ["/bin/sh", "-c", "sleep 0.2; true", f"m-{u}"],
     )
     wait_for(got, box.id, "activity.write", lambda p: p.get("path") == f"/tmp/w-{u}")
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_recorded_then_released(
+    node: Node, make_box: Callable[..., Box], monitor: tuple[ActivityMonitor, Records], tier: str
+) -> None:
+    mon, got = monitor
+    box = make_box(tier)
+    wait_for_marker(got, box)
     assert all(s == box.id for s, _, _ in got)
     node.stop(box.id, tier)
     time.sleep(0.7)  # the loops apply the unwatch on their next turn
@@ -95,14 +100,7 @@ def test_a_sandbox_running_before_the_monitor_is_attached(
     try:
         node.adopt_activity(box.id, tier)
         assert mon.watching(box.id)
-        u = detached_marker(box)
-        wait_for(
-            got,
-            box.id,
-            "activity.exec",
-            lambda p: p.get("argv") == ["/bin/sh", "-c", "sleep 0.2; true", f"m-{u}"],
-        )
-        wait_for(got, box.id, "activity.write", lambda p: p.get("path") == f"/tmp/w-{u}")
+        wait_for_marker(got, box)
     finally:
         node.activity = None
         mon.unwatch(box.id)
