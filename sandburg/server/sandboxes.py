@@ -71,6 +71,7 @@ class SandboxService(NetworkOps, BuildOps):
         self.volumes: VolumeService | None = None  # set by the app: persistent volumes (volumes.py)
         self.live: dict[str, Live] = {}  # started sandboxes, for the toolbox's fast path
         self._locks: dict[str, threading.Lock] = {}
+        self._extra_lock = threading.Lock()  # update_extra's read-merge-write, whoever calls it
         self._locks_guard = threading.Lock()
         self.monitor = ExitMonitor(self._on_exit)
 
@@ -401,8 +402,11 @@ class SandboxService(NetworkOps, BuildOps):
             return row
 
     def update_extra(self, sid: str, extra: dict[str, Any]) -> None:
-        """Set (None: remove) keys of a sandbox's `extra` by id, in one short transaction."""
-        with self.sessions() as s:
+        """Set (None: remove) keys of a sandbox's `extra` by id, in one short transaction. Serialised: the reaper
+        (which holds no sandbox lock) and an archive both merge into `extra`, and the later commit of two
+        interleaved read-merge-writes would drop the other's key (seen: an archive's layer key lost, so a crash
+        test found the archive undone)."""
+        with self._extra_lock, self.sessions() as s:
             row = s.get(Sandbox, sid)
             if row is not None:
                 merged = {**(row.extra or {}), **extra}
